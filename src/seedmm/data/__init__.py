@@ -1,0 +1,1 @@
+"""Data: shapes-world records, webdataset shards, (later) code shards and sequence builders."""

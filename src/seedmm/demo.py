@@ -1,0 +1,80 @@
+"""`seedmm demo`: the main job as a sequence of report sections written to OUT/index.html.
+
+Each section is a function (seed) -> (heading, html). Later stages (tokenizer, de-tokenizer,
+SEED-LLaMA, SEED-X) add their own sections to SECTIONS.
+"""
+
+from __future__ import annotations
+
+import html
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+from .report import img_tag, write_html
+from .world import render, tasks as T
+from .world.judge import read_scene
+from .world.text import caption, paraphrase_caption
+
+
+def _figure(images, text: str) -> str:
+    return f"<figure>{' '.join(img_tag(i) for i in images)}<figcaption>{text}</figcaption></figure>"
+
+
+def world_section(seed: int) -> tuple[str, str]:
+    """A gallery of every task the world supplies, with the judge's reading of each caption image."""
+    from .world.scene import sample_scene
+
+    rng = random.Random(seed)
+    e = html.escape
+    parts = ["<h3>Captions (canonical, a paraphrase, and the judge's reading)</h3>"]
+    for _ in range(4):
+        scene = sample_scene(rng)
+        read = caption(read_scene(render(scene)))
+        parts.append(_figure([render(scene)], f"<b>{e(caption(scene))}</b><br><i>{e(paraphrase_caption(scene, rng))}"
+                             f"</i><br>judge: {e(read)}"))
+    parts.append("<h3>Questions</h3>")
+    scene = sample_scene(rng, n_objects=3)
+    qa = "".join(f"<li>{e(q.text)} → <b>{e(q.answer)}</b></li>"
+                 for q in (T.sample_question(scene, rng, k) for k in T.feasible_question_kinds(scene)))
+    parts.append(_figure([render(scene)], f"<ul>{qa}</ul>"))
+    parts.append("<h3>Edits (source → target)</h3>")
+    for kind in T.EDIT_KINDS:
+        edit = T.sample_edit(sample_scene(rng, n_objects=2), rng, kind)
+        parts.append(_figure([render(edit.source), render(edit.target)],
+                             f"<b>{e(edit.instruction)}</b><br>{e(edit.difference)}"))
+    parts.append("<h3>A story (interleaved document)</h3>")
+    story = T.sample_story(rng, n_edits=3)
+    parts.append("".join(_figure([render(s)], e(text)) for text, s in story.steps))
+    parts.append("<h3>Videos (4 frames)</h3>")
+    for _ in range(2):
+        video = T.sample_video(rng)
+        parts.append(_figure([render(f) for f in video.frames],
+                             f"<b>{e(video.caption)}</b><br>{e(video.question)} → {e(video.answer)}"))
+    parts.append("<h3>Grounding boxes</h3>")
+    scene = sample_scene(rng, n_objects=2)
+    boxes = "".join(f"<li>{e(T.grounding_question(o.colour, o.shape))}<br><code>{e(T.box_text(o.bbox, 64, 64))}"
+                    f"</code></li>" for o in scene.objects)
+    parts.append(_figure([render(scene)], f"<ul>{boxes}</ul>"))
+    parts.append("<h3>Any-resolution scenes</h3>")
+    for w, h in ((256, 96), (128, 192)):
+        scene = T.sample_anyres_scene(rng, w, h)
+        o = scene.objects[0]
+        counted = T.anyres_count_question(o.colour, o.shape)
+        parts.append(_figure([render(scene)], f"{w}×{h}, {len(scene.objects)} objects<br>{e(counted)} → "
+                             f"<b>{T.count_objects(scene, o.colour, o.shape)}</b>"))
+    return "The shapes world", "\n".join(parts)
+
+
+SECTIONS: list[Callable[[int], tuple[str, str]]] = [world_section]
+
+
+def run_demo(out: str | Path, seed: int = 0) -> Path:
+    from .data.shards import ensure_writable_dir
+
+    out = ensure_writable_dir(out)
+    sections = []
+    for section in SECTIONS:
+        sections.append(section(seed))
+        print(f"demo: {sections[-1][0]}")
+    return write_html(out / "index.html", "seedmm demo", sections)
