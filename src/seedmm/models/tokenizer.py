@@ -1,0 +1,245 @@
+"""SEED tokenizer (v1 and v2): image → 32 causal codes → embeddings for understanding and generation.
+
+    pixels → VisionEncoder (frozen ViT + ln_vision) → CausalQFormer (32 queries)
+           → encode_task_layer (Linear–Tanh–Linear to the code dim) → VQ codebook → ids (B, 32)
+    ids → codebook rows → decode_task_layer (Linear–Tanh–Linear back to the Q-Former width)
+        → recon branch:       pos_embed + ViT blocks → the 32 causal embeddings again (cosine loss)
+        → v2 generation head: pos_embed_image + ViT blocks → image_down MLP → flatten → Linear
+                              = one generation embedding, regressed onto the image embedding an
+                                unCLIP-style decoder conditions on
+        → v1 generation head: Reverse Q-Former (77 queries cross-attending to the 32 decoded
+                              embeddings) → Linear = 77 text-token features for a text-conditioned decoder
+
+Module names follow the official `Blip2QformerQuantizer` where the structure is the same, so the
+converter (models/convert.py) is a short table.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from diffusers.models.autoencoders.vae import VectorQuantizer
+from torch import nn
+from torch.nn import functional as F
+from transformers import ViTConfig
+from transformers.models.vit.modeling_vit import ViTLayer
+
+from .images import load_images, to_pixel_values
+from .qformer import CausalQFormer, QFormerConfig
+from .vision import VisionConfig, VisionEncoder
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+@dataclass
+class SeedTokenizerConfig:
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    qformer: QFormerConfig = field(default_factory=QFormerConfig)
+    num_codes: int = 8192
+    code_dim: int = 32
+    decoder_depth: int = 4
+    decoder_heads: int = 12  # hard-coded 12 in the official code, whatever the Q-Former width
+    generation_dim: int = 1024  # v2: the image-embedding width of the unCLIP decoder (CLIP-H: 1024)
+    image_down_dims: tuple[int, int, int] = (256, 128, 32)
+    v2_head: bool = True
+    v1_head: bool = False
+    reverse_queries: int = 77
+    reverse_layers: int = 4
+    text_dim: int = 768  # v1: width of the text-token features the text-conditioned decoder reads
+    contrastive_dim: int = 256  # stage I: shared space of the last causal query and the caption
+    text_feature_dim: int = 768  # stage I: width of the caption features from the text encoder
+    vq_beta: float = 0.25
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SeedTokenizerConfig:
+        d = dict(d)
+        d["vision"] = VisionConfig(**d["vision"])
+        d["qformer"] = QFormerConfig(**d["qformer"])
+        d["image_down_dims"] = tuple(d["image_down_dims"])
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def preset(name: str) -> SeedTokenizerConfig:
+    """Named configurations: the papers' sizes and the tiny CPU-trainable one."""
+    if name == "seed-v2":
+        return SeedTokenizerConfig()
+    if name == "seed-v1":
+        # SEED v1 decodes with a text-conditioned SD (CLIP-L text features, 77 × 768).
+        return SeedTokenizerConfig(v2_head=False, v1_head=True, text_dim=768)
+    if name == "shapes-tiny":
+        width = 128
+        return SeedTokenizerConfig(
+            vision=VisionConfig(image_size=64, patch_size=8, hidden_size=width, num_layers=4, num_heads=4,
+                                mlp_size=4 * width),
+            qformer=QFormerConfig(hidden_size=width, num_layers=4, num_heads=4, intermediate_size=4 * width,
+                                  encoder_hidden_size=width, dropout=0.0),
+            num_codes=1024, code_dim=32, decoder_depth=2, decoder_heads=4, generation_dim=width,
+            image_down_dims=(128, 64, 32), v2_head=True, v1_head=True, reverse_queries=77, reverse_layers=2,
+            text_dim=width, contrastive_dim=128, text_feature_dim=width,
+        )
+    raise ValueError(f"unknown tokenizer preset {name!r}; choose from {', '.join(PRESETS)}")
+
+
+PRESETS = ("shapes-tiny", "seed-v1", "seed-v2")
+
+
+def _decoder_blocks(width: int, heads: int, depth: int) -> nn.ModuleList:
+    """Pre-norm ViT blocks (LayerNorm eps 1e-6, exact GELU, MLP ×4) — transformers' ViTLayer."""
+    cfg = ViTConfig(hidden_size=width, num_attention_heads=heads, intermediate_size=4 * width,
+                    layer_norm_eps=1e-6, hidden_act="gelu", qkv_bias=True,
+                    hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    cfg._attn_implementation = "sdpa"  # the blocks are used outside a PreTrainedModel
+    return nn.ModuleList(ViTLayer(cfg) for _ in range(depth))
+
+
+class SeedTokenizer(nn.Module):
+    def __init__(self, config: SeedTokenizerConfig):
+        super().__init__()
+        self.config = config
+        h = config.qformer.hidden_size
+        self.visual_encoder = VisionEncoder(config.vision)
+        self.qformer = CausalQFormer(config.qformer)
+        self.encode_task_layer = nn.Sequential(nn.Linear(h, h), nn.Tanh(), nn.Linear(h, config.code_dim))
+        self.quantize = VectorQuantizer(config.num_codes, config.code_dim, beta=config.vq_beta, legacy=True)
+        self.decode_task_layer = nn.Sequential(nn.Linear(config.code_dim, config.code_dim), nn.Tanh(),
+                                               nn.Linear(config.code_dim, h))
+        n = config.qformer.num_queries
+        self.pos_embed = nn.Parameter(torch.zeros(1, n, h))
+        self.blocks = _decoder_blocks(h, config.decoder_heads, config.decoder_depth)
+        if config.v2_head:
+            d1, d2, d3 = config.image_down_dims
+            self.pos_embed_image = nn.Parameter(torch.zeros(1, n, h))
+            self.blocks_image = _decoder_blocks(h, config.decoder_heads, config.decoder_depth)
+            self.image_down = nn.Sequential(nn.Linear(h, d1, bias=False), nn.ReLU(), nn.Linear(d1, d2, bias=False),
+                                            nn.ReLU(), nn.Linear(d2, d3, bias=False))
+            self.distill_image_proj = nn.Linear(n * d3, config.generation_dim)
+        if config.v1_head:
+            reverse = QFormerConfig(num_queries=config.reverse_queries, hidden_size=h,
+                                    num_layers=config.reverse_layers, num_heads=config.qformer.num_heads,
+                                    intermediate_size=config.qformer.intermediate_size, cross_attention_every=1,
+                                    encoder_hidden_size=h, dropout=config.qformer.dropout, causal=False)
+            self.reverse_qformer = CausalQFormer(reverse)
+            self.reverse_proj = nn.Linear(h, config.text_dim)
+        # Stage I contrastive heads (BLIP-2's vision_proj / text_proj / temp); not in official checkpoints.
+        self.vision_proj = nn.Linear(h, config.contrastive_dim)
+        self.text_proj = nn.Linear(config.text_feature_dim, config.contrastive_dim)
+        self.temp = nn.Parameter(torch.tensor(0.07))
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        if config.v2_head:
+            nn.init.trunc_normal_(self.pos_embed_image, std=0.02)
+
+    # ------------------------------------------------------------ pieces
+    @property
+    def device(self) -> torch.device:
+        return self.pos_embed.device
+
+    def causal_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, 32, hidden): the Q-Former's query outputs."""
+        return self.qformer(self.visual_encoder(pixel_values))
+
+    def quantize_embeddings(self, causal: torch.Tensor):
+        """→ ids (B, 32), straight-through quantized (B, 32, code_dim), VQ loss."""
+        z = self.encode_task_layer(causal)
+        b, n, d = z.shape
+        z_q, vq_loss, (_, _, ids) = self.quantize(z.transpose(1, 2).reshape(b, d, n, 1))
+        return ids.view(b, n), z_q.reshape(b, d, n).transpose(1, 2), vq_loss
+
+    def code_rows(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.quantize.embedding(codes)
+
+    def reconstruct(self, decoded: torch.Tensor) -> torch.Tensor:
+        x = decoded + self.pos_embed
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+    def generation_from_decoded(self, decoded: torch.Tensor) -> torch.Tensor:
+        x = decoded + self.pos_embed_image
+        for block in self.blocks_image:
+            x = block(x)
+        return self.distill_image_proj(self.image_down(x).flatten(1))
+
+    def reverse_from_decoded(self, decoded: torch.Tensor) -> torch.Tensor:
+        return self.reverse_proj(self.reverse_qformer(decoded))
+
+    def contrastive_image_feature(self, causal: torch.Tensor) -> torch.Tensor:
+        """The LAST causal query (the only one that has seen all others), projected and normalised."""
+        return F.normalize(self.vision_proj(causal[:, -1]), dim=-1)
+
+    def contrastive_text_feature(self, text_features: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.text_proj(text_features), dim=-1)
+
+    # ------------------------------------------------------------ public API
+    def pixel_values(self, images) -> torch.Tensor:
+        return to_pixel_values(load_images(images), self.config.vision.image_size).to(self.device)
+
+    @torch.no_grad()
+    def encode(self, images) -> torch.LongTensor:
+        """Images (PIL, paths, uint8 arrays or tensors; any size/mode) → codes (B, 32)."""
+        pixels = images if isinstance(images, torch.Tensor) and images.dtype.is_floating_point else \
+            self.pixel_values(images)
+        ids, _, _ = self.quantize_embeddings(self.causal_embeddings(pixels))
+        return ids
+
+    def _check_codes(self, codes) -> torch.Tensor:
+        codes = torch.as_tensor(codes, dtype=torch.long, device=self.device)
+        if codes.dim() == 1:
+            codes = codes[None]
+        n = self.config.qformer.num_queries
+        if codes.shape[-1] != n or codes.min() < 0 or codes.max() >= self.config.num_codes:
+            raise ValueError(f"codes must be (B, {n}) integers in [0, {self.config.num_codes}), got shape "
+                             f"{tuple(codes.shape)} and range [{int(codes.min())}, {int(codes.max())}]")
+        return codes
+
+    @torch.no_grad()
+    def embed_codes(self, codes) -> torch.Tensor:
+        """Codes → reconstructed causal embeddings (B, 32, hidden): for understanding and retrieval."""
+        return self.reconstruct(self.decode_task_layer(self.code_rows(self._check_codes(codes))))
+
+    @torch.no_grad()
+    def generation_embedding(self, codes) -> torch.Tensor:
+        """v2: codes → one embedding (B, generation_dim) for the unCLIP-style de-tokenizer."""
+        if not self.config.v2_head:
+            raise ValueError("this tokenizer has no v2 generation head")
+        return self.generation_from_decoded(self.decode_task_layer(self.code_rows(self._check_codes(codes))))
+
+    @torch.no_grad()
+    def reverse_qformer_embedding(self, codes) -> torch.Tensor:
+        """v1: codes → 77 text-token features (B, 77, text_dim) for the text-conditioned de-tokenizer."""
+        if not self.config.v1_head:
+            raise ValueError("this tokenizer has no v1 Reverse Q-Former head")
+        return self.reverse_from_decoded(self.decode_task_layer(self.code_rows(self._check_codes(codes))))
+
+    # ------------------------------------------------------------ persistence
+    def save_pretrained(self, directory: str | Path) -> None:
+        from safetensors.torch import save_model
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / CONFIG_NAME).write_text(json.dumps({"model_type": "seed_tokenizer", **self.config.to_dict()},
+                                                        indent=2) + "\n")
+        save_model(self, str(directory / WEIGHTS_NAME))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str = "cpu") -> SeedTokenizer:
+        from safetensors.torch import load_model
+
+        directory = Path(directory)
+        if not (directory / CONFIG_NAME).is_file():
+            raise FileNotFoundError(f"no tokenizer at {str(directory)!r} (expected {CONFIG_NAME} + {WEIGHTS_NAME})")
+        cfg = json.loads((directory / CONFIG_NAME).read_text())
+        cfg.pop("model_type", None)
+        model = cls(SeedTokenizerConfig.from_dict(cfg))
+        load_model(model, str(directory / WEIGHTS_NAME), device=device)
+        return model.eval().to(device)
+
+    @classmethod
+    def from_preset(cls, name: str) -> SeedTokenizer:
+        return cls(preset(name))
