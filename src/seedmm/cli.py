@@ -85,6 +85,92 @@ def _example_text(meta: dict) -> str:
     return meta.get("instruction") or meta.get("caption", "")
 
 
+# ---------------------------------------------------------------- tokenizer
+
+def _load_tokenizer(path: str | None):
+    from .checkpoints import shipped
+    from .models.tokenizer import SeedTokenizer
+
+    directory = Path(path) if path else shipped("tokenizer")
+    try:
+        return SeedTokenizer.from_pretrained(directory)
+    except FileNotFoundError as e:
+        raise UsageError(str(e)) from None
+
+
+def _load_clip(path: str | None, tokenizer_dir: str | None):
+    from .checkpoints import shipped
+    from .models.clip import ShapesClip
+
+    if path is None:
+        # A trained run keeps its frozen towers beside the tokenizer: OUT/clip next to OUT/tokenizer.
+        sibling = Path(tokenizer_dir).parent / "clip" if tokenizer_dir else None
+        path = sibling if sibling and sibling.is_dir() else shipped("clip")
+    try:
+        return ShapesClip.from_pretrained(path)
+    except FileNotFoundError as e:
+        raise UsageError(str(e)) from None
+
+
+def cmd_tokenize(args) -> None:
+    from .models.images import load_image
+
+    tokenizer = _load_tokenizer(args.tokenizer)
+    results, failed = [], 0
+    for path in args.images:
+        try:
+            codes = tokenizer.encode([load_image(path)])[0].tolist()
+            results.append({"image": path, "codes": codes})
+        except ValueError as e:  # a bad file is reported and the others still run
+            failed += 1
+            results.append({"image": path, "error": str(e)})
+            print(f"seedmm: error: {e}", file=sys.stderr)
+    for r in results:
+        if args.json:
+            print(json.dumps(r))
+        elif "codes" in r:
+            print(f"{r['image']}: {' '.join(map(str, r['codes']))}")
+    if failed:
+        raise SystemExit(2)
+
+
+def cmd_train_tokenizer(args) -> None:
+    from .train.tokenizer import STAGES, TokenizerRecipe, train_tokenizer
+
+    if args.preset != "shapes-tiny":
+        raise UsageError(f"training runs on the shapes world with --preset shapes-tiny; {args.preset!r} is a "
+                         f"full-size preset (load official weights with `seedmm convert`)")
+    stages = _csv(args.stages)
+    if not stages or any(s not in STAGES for s in stages):
+        raise UsageError(f"--stages takes a comma list of {','.join(STAGES)}")
+    recipe = TokenizerRecipe(causal=not args.bidirectional, seed=args.seed)
+    path = train_tokenizer(args.out, recipe, stages, progress=not args.quiet)
+    print(f"tokenizer written to {path}")
+
+
+def cmd_eval_tokenizer(args) -> None:
+    from .eval.tokenizer import evaluate_tokenizer, format_table
+
+    tokenizer = _load_tokenizer(args.tokenizer)
+    result = evaluate_tokenizer(tokenizer, _load_clip(args.clip, args.tokenizer), n=args.n)
+    print(json.dumps(result, indent=2) if args.json else format_table(result))
+
+
+def cmd_convert(args) -> None:
+    from .models.convert import ConversionError, convert_seed_tokenizer_file
+    from .models.tokenizer import SeedTokenizerConfig, preset
+
+    config = SeedTokenizerConfig.from_dict(json.loads(Path(args.config).read_text())) if args.config \
+        else preset(args.model)
+    try:
+        model, report = convert_seed_tokenizer_file(args.source, config, args.vit)
+    except ConversionError as e:
+        raise UsageError(str(e)) from None
+    model.save_pretrained(args.to)
+    print(f"{report.summary()}; ignored: " + ", ".join(sorted({v for v in report.ignored.values()})))
+    print(f"converted {args.source} → {args.to}")
+
+
 # ---------------------------------------------------------------- demo
 
 def cmd_demo(args) -> None:
@@ -121,6 +207,41 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--json", action="store_true", help="print the summary as JSON")
     sh.set_defaults(func=cmd_world_show)
 
+    tk = sub.add_parser("tokenize", help="print the 32 SEED codes of each image")
+    tk.add_argument("images", nargs="+", help="image files (any format PIL reads)")
+    tk.add_argument("--tokenizer", help="tokenizer directory (default: the shipped shapes-tiny one)")
+    tk.add_argument("--json", action="store_true", help="one JSON object per image")
+    tk.set_defaults(func=cmd_tokenize)
+
+    train = sub.add_parser("train", help="train a stage on the shapes world")
+    tsub = train.add_subparsers(dest="stage", required=True, parser_class=_Parser, metavar="STAGE")
+    tt = tsub.add_parser("tokenizer", help="stage 0 (tiny CLIP), I (causal Q-Former), II (codebook + heads)")
+    tt.add_argument("--preset", default="shapes-tiny")
+    tt.add_argument("--out", required=True, help="run directory (resumes if it holds a stopped run)")
+    tt.add_argument("--stages", default="0,1,2", help="comma list of stages to run (default 0,1,2)")
+    tt.add_argument("--seed", type=int, default=0)
+    tt.add_argument("--bidirectional", action="store_true",
+                    help="train the bidirectional (non-causal) Q-Former of the paper's ablation")
+    tt.add_argument("--quiet", action="store_true", help="no progress bars")
+    tt.set_defaults(func=cmd_train_tokenizer)
+
+    ev = sub.add_parser("eval", help="evaluate a trained part")
+    esub = ev.add_subparsers(dest="part", required=True, parser_class=_Parser, metavar="PART")
+    et = esub.add_parser("tokenizer", help="image-text retrieval R@1/5/10 for causal embeddings and codes")
+    et.add_argument("--tokenizer", help="tokenizer directory (default: shipped)")
+    et.add_argument("--clip", help="frozen towers directory (default: beside the tokenizer, else shipped)")
+    et.add_argument("--n", type=int, default=1000, help="held-out pairs (default 1000)")
+    et.add_argument("--json", action="store_true")
+    et.set_defaults(func=cmd_eval_tokenizer)
+
+    cv = sub.add_parser("convert", help="convert an official checkpoint into a seedmm directory")
+    cv.add_argument("model", choices=["seed-v2", "seed-v1"], help="which official model the file holds")
+    cv.add_argument("--from", dest="source", required=True, help="official checkpoint (.pt/.pth/.bin/.safetensors)")
+    cv.add_argument("--vit", help="the EVA-CLIP ViT weights, if the checkpoint lacks them")
+    cv.add_argument("--config", help="config.json to use instead of the preset (for reduced checkpoints)")
+    cv.add_argument("--to", required=True, help="output directory")
+    cv.set_defaults(func=cmd_convert)
+
     demo = sub.add_parser("demo", help="run the main job on the shipped tiny model and write an HTML report")
     demo.add_argument("--out", default="demo", help="report directory (default: demo)")
     demo.add_argument("--seed", type=int, default=0)
@@ -135,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         args.func(args)
         return 0
-    except (UsageError, WorldError) as e:
+    except (UsageError, WorldError, ValueError, FileNotFoundError) as e:
         print(f"seedmm: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

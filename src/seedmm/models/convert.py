@@ -138,3 +138,39 @@ def convert_seed_tokenizer(official: dict[str, torch.Tensor], target: dict[str, 
                 report.unexpected.append(key)
     report.missing = [k for k in target if k not in out and not _SEEDMM_ONLY.fullmatch(k)]
     return out, report
+
+
+def materialize(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Fill a meta-device model with converted tensors (no full-size random init is ever allocated);
+    parameters the checkpoint lacks (training-only heads) get a small fresh init."""
+    model.load_state_dict(state, strict=False, assign=True)
+    for module in model.modules():
+        for name, p in list(module.named_parameters(recurse=False)):
+            if p.is_meta:
+                fresh = torch.empty(p.shape, dtype=p.dtype)
+                torch.nn.init.normal_(fresh, std=0.02) if fresh.dim() > 1 else torch.nn.init.zeros_(fresh)
+                setattr(module, name, torch.nn.Parameter(fresh, requires_grad=p.requires_grad))
+
+
+def convert_seed_tokenizer_file(path: str | Path, config, vit_path: str | Path | None = None):
+    """Official `seed_quantizer.pt` (+ optionally the EVA ViT weights it was trained with) → SeedTokenizer.
+
+    The released checkpoint may lack the ViT (the official loader takes it from a separate EVA-CLIP
+    download and loads the rest with strict=False); pass that file as `vit_path`.
+    """
+    from .tokenizer import SeedTokenizer
+
+    official = load_checkpoint(path)
+    if vit_path is not None:
+        vit = load_checkpoint(vit_path)
+        official.update({k if k.startswith("visual_encoder.") else f"visual_encoder.{k}": v for k, v in vit.items()
+                         if not k.startswith(("head.", "fc_norm.", "norm."))})
+    with torch.device("meta"):
+        model = SeedTokenizer(config)
+    state, report = convert_seed_tokenizer(official, model.state_dict())
+    if not report.ok:
+        raise ConversionError(f"{path}: {report.summary()}")
+    materialize(model, state)
+    with torch.no_grad():
+        model.temp.fill_(0.07)
+    return model.eval(), report

@@ -1,0 +1,107 @@
+"""The tokenizer's behaviour: causality, image inputs, persistence, training resume, shipped quality."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from seedmm.models.images import ImageInputError, load_image, load_images
+from seedmm.models.tokenizer import SeedTokenizer, preset
+from seedmm.world import render, sample_scene
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return SeedTokenizer(preset("shapes-tiny")).eval()
+
+
+def _outputs_with_query_changed(model, k):
+    image = torch.randn(2, model.config.vision.num_tokens, model.config.vision.hidden_size)
+    with torch.no_grad():
+        before = model.qformer(image)
+        model.qformer.query_tokens[0, k] += 1.0
+        after = model.qformer(image)
+        model.qformer.query_tokens[0, k] -= 1.0
+    return before, after
+
+
+def test_causal_qformer_queries_never_see_later_queries(tiny):
+    for k in (1, 7, 20, 31):
+        before, after = _outputs_with_query_changed(tiny, k)
+        assert torch.equal(before[:, :k], after[:, :k]), k
+        assert not torch.allclose(before[:, k:], after[:, k:])
+
+
+def test_bidirectional_variant_lets_every_query_see_all():
+    config = preset("shapes-tiny")
+    config.qformer.causal = False
+    torch.manual_seed(0)
+    model = SeedTokenizer(config).eval()
+    before, after = _outputs_with_query_changed(model, 20)
+    assert not torch.allclose(before[:, :20], after[:, :20])
+
+
+def test_images_of_every_kind_are_accepted(tmp_path):
+    rgb = render(sample_scene(__import__("random").Random(0)))
+    arr = np.asarray(rgb)
+    variants = [rgb, rgb.convert("RGBA"), rgb.convert("L"), rgb.convert("P"), rgb.convert("CMYK"),
+                Image.fromarray((np.asarray(rgb.convert("L")).astype(np.uint16) * 257), "I;16"), arr,
+                torch.from_numpy(arr).permute(2, 0, 1).float() / 255, rgb.resize((200, 120))]
+    for v in variants:
+        img = load_image(v)
+        assert img.mode == "RGB"
+    assert np.array_equal(np.asarray(load_image(variants[5]).convert("L")), np.asarray(rgb.convert("L")))
+    assert np.array_equal(np.asarray(load_image(variants[7])), arr)
+    path = tmp_path / "x.png"
+    rgb.save(path)
+    assert len(load_images([path, str(path)])) == 2
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG garbage")
+    with pytest.raises(ImageInputError, match="corrupt.png"):
+        load_image(corrupt)
+    with pytest.raises(ImageInputError, match="missing.png"):
+        load_image(tmp_path / "missing.png")
+
+
+def test_save_and_load_round_trip(tiny, tmp_path):
+    tiny.save_pretrained(tmp_path / "tok")
+    again = SeedTokenizer.from_pretrained(tmp_path / "tok")
+    images = [render(sample_scene(__import__("random").Random(i))) for i in range(3)]
+    codes = tiny.encode(images)
+    assert codes.shape == (3, 32) and torch.equal(codes, again.encode(images))
+    assert again.embed_codes(codes).shape == (3, 32, 128)
+    assert again.generation_embedding(codes).shape == (3, 128)
+    assert again.reverse_qformer_embedding(codes).shape == (3, 77, 128)
+    with pytest.raises(ValueError, match="codes must be"):
+        again.embed_codes(torch.full((1, 32), 5000))
+
+
+def test_training_resumes_exactly_after_a_kill(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    import seedmm.train.tokenizer as stages
+    from seedmm.train.loop import LoopConfig
+
+    recipe = stages.TokenizerRecipe(batch0=8, stage0=LoopConfig(steps=4, warmup=1, eval_every=100, save_every=2))
+    stages.train_stage0(tmp_path / "straight", recipe, progress=False)
+
+    real_batch = stages.world_batch
+
+    def killed_at_step_3(seed, step, *args):
+        if step == 3:
+            raise KeyboardInterrupt
+        return real_batch(seed, step, *args)
+
+    monkeypatch.setattr(stages, "world_batch", killed_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        stages.train_stage0(tmp_path / "resumed", recipe, progress=False)
+    monkeypatch.setattr(stages, "world_batch", real_batch)
+    stages.train_stage0(tmp_path / "resumed", recipe, progress=False)  # picks up at the step-2 checkpoint
+    a = load_file(str(tmp_path / "straight" / "clip" / "model.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "clip" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "straight" / "stage0" / "loss.png").is_file()
