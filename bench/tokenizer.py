@@ -34,6 +34,8 @@ def main() -> None:
     peak = matmul_peak_gflops()
     print(f"fp32 matmul peak on this machine: {peak:.0f} GFLOP/s (2 threads)")
     models = {"shapes-tiny": SeedTokenizer(preset("shapes-tiny")).eval(), "official-small": official_small()}
+    for model in models.values():
+        model.requires_grad_(False)  # inference only; the FLOP counter also needs it
     print(f"{'model':16s} {'batch':>5s} {'images/s':>9s} {'ms/batch':>9s} {'GFLOP/s':>8s} {'of peak':>8s}")
     for name, model in models.items():
         size = model.config.vision.image_size

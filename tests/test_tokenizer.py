@@ -49,7 +49,7 @@ def test_images_of_every_kind_are_accepted(tmp_path):
     rgb = render(sample_scene(__import__("random").Random(0)))
     arr = np.asarray(rgb)
     variants = [rgb, rgb.convert("RGBA"), rgb.convert("L"), rgb.convert("P"), rgb.convert("CMYK"),
-                Image.fromarray((np.asarray(rgb.convert("L")).astype(np.uint16) * 257), "I;16"), arr,
+                Image.fromarray(np.asarray(rgb.convert("L")).astype(np.uint16) * 257), arr,
                 torch.from_numpy(arr).permute(2, 0, 1).float() / 255, rgb.resize((200, 120))]
     for v in variants:
         img = load_image(v)

@@ -124,7 +124,7 @@ def convert_seed_tokenizer(official: dict[str, torch.Tensor], target: dict[str, 
         if m := _FUSED_QKV.fullmatch(key):  # one fused qkv → ViTLayer's q/k/v projections
             prefix, kind = f"{m[1]}.{m[2]}.attention", m[3]
             for name, part in zip(("q_proj", "k_proj", "v_proj"), value.chunk(3, dim=0)):
-                put(f"{prefix}.{name}.{kind}", part.contiguous())
+                put(f"{prefix}.{name}.{kind}", part.clone())  # chunks are views of one storage
             continue
         for pattern, replacement in _SEED_TOKENIZER_RULES:
             if re.fullmatch(pattern, key):

@@ -80,7 +80,7 @@ def preset(name: str) -> SeedTokenizerConfig:
                                 mlp_size=4 * width),
             qformer=QFormerConfig(hidden_size=width, num_layers=4, num_heads=4, intermediate_size=4 * width,
                                   encoder_hidden_size=width, dropout=0.0),
-            num_codes=1024, code_dim=32, decoder_depth=4, decoder_heads=4, generation_dim=width,
+            num_codes=1024, code_dim=32, decoder_depth=2, decoder_heads=4, generation_dim=width,
             image_down_dims=(128, 64, 32), v2_head=True, v1_head=True, reverse_queries=77, reverse_layers=2,
             text_dim=width, contrastive_dim=128, text_feature_dim=width,
         )
@@ -216,20 +216,6 @@ class SeedTokenizer(nn.Module):
         if not self.config.v1_head:
             raise ValueError("this tokenizer has no v1 Reverse Q-Former head")
         return self.reverse_from_decoded(self.decode_task_layer(self.code_rows(self._check_codes(codes))))
-
-    def decode(self, codes, pipeline=None, num_inference_steps: int = 25, guidance_scale: float = 1.0,
-               seed: int | None = None, style: str = "v2"):
-        """Codes → PIL images through a de-tokenizer pipeline (v2: generation embedding; v1: Reverse
-        Q-Former tokens). `pipeline` defaults to `self.detokenizer` (set it once, e.g. to
-        `SeedDetokenizerPipeline.from_pretrained(dir)`). `seed` makes the result deterministic."""
-        pipeline = pipeline or getattr(self, "detokenizer", None)
-        if pipeline is None:
-            raise ValueError("no de-tokenizer: pass pipeline= or set tokenizer.detokenizer")
-        generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        condition = {"image_embeds": self.generation_embedding(codes)} if style == "v2" else \
-            {"prompt_embeds": self.reverse_qformer_embedding(codes)}
-        return pipeline(**condition, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                        generator=generator).images
 
     # ------------------------------------------------------------ persistence
     def save_pretrained(self, directory: str | Path) -> None:

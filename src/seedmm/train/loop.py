@@ -111,7 +111,7 @@ def train(name: str, model: nn.Module, loss_fn: Callable[[int], tuple[torch.Tens
             torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.grad_clip)
         opt.step()
         sched.step()
-        entry = {"step": step + 1, "loss": float(loss), "lr": sched.get_last_lr()[0], **logs}
+        entry = {"step": step + 1, "loss": float(loss.detach()), "lr": sched.get_last_lr()[0], **logs}
         history.append(entry)
         bar.set_postfix({k: f"{v:.4g}" for k, v in entry.items() if k not in ("step", "lr")})
         done = step + 1
