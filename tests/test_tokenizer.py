@@ -1,7 +1,5 @@
 """The tokenizer's behaviour: causality, image inputs, persistence, training resume, shipped quality."""
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest

@@ -50,8 +50,6 @@ class ShapesClipConfig:
 
 def world_vocabulary() -> list[str]:
     """Every word the world's canonical and paraphrased texts use (sorted, deterministic)."""
-    import random
-
     from ..data.world_samples import TASKS, make_record
 
     words = set()
@@ -117,17 +115,18 @@ class ShapesClip(nn.Module):
             rows.append(ids + [0] * (MAX_TEXT_LEN - len(ids)))
         return torch.tensor(rows, device=self.device)
 
-    def _text(self, texts: list[str]):
+    def text_outputs(self, texts: list[str]):
+        """The text tower's outputs: `.pooler_output` (B, width) and `.last_hidden_state` (B, 77, width)."""
         ids = self.tokenize(texts)
         return self.text_model(input_ids=ids, attention_mask=(ids != 0).long())
 
     def text_features(self, texts: list[str]) -> torch.Tensor:
         """Pooled caption feature (B, text_width): stage I's contrastive target."""
-        return self._text(texts).pooler_output
+        return self.text_outputs(texts).pooler_output
 
     def text_tokens(self, texts: list[str]) -> torch.Tensor:
         """Per-token features (B, 77, text_width): what a text-conditioned (v1) decoder reads."""
-        return self._text(texts).last_hidden_state
+        return self.text_outputs(texts).last_hidden_state
 
     def text_embeds(self, texts: list[str]) -> torch.Tensor:
         return F.normalize(self.text_projection(self.text_features(texts)), dim=-1)

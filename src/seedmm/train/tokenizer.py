@@ -164,18 +164,13 @@ def frozen_targets(tok: SeedTokenizer, clip: ShapesClip, recipe: TokenizerRecipe
     for k in range(recipe.stage2_scenes // chunk):
         images, texts, keys = world_batch(recipe.seed * 10 + 2, k, chunk, recipe.paraphrase_rate)
         tokens = tok.visual_encoder(tok.pixel_values(images))
-        text = clip.text_model(**_text_inputs(clip, texts))
+        text = clip.text_outputs(texts)
         parts["causal"].append(tok.qformer(tokens))
         parts["conditioning"].append(clip.image_embeds_from_tokens(tokens) * clip.config.embed_dim ** 0.5)
         parts["text_features"].append(text.pooler_output)
         parts["text_tokens"].append(text.last_hidden_state)
         parts["keys"] += keys
     return {k: v if k == "keys" else torch.cat(v) for k, v in parts.items()}
-
-
-def _text_inputs(clip: ShapesClip, texts: list[str]) -> dict:
-    ids = clip.tokenize(texts)
-    return {"input_ids": ids, "attention_mask": (ids != 0).long()}
 
 
 def _batch_indices(seed: int, step: int, batch: int, n: int) -> torch.Tensor:

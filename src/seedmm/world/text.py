@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 
-from .scene import POSITIONS, Obj, Scene
+from .scene import Obj, Scene
 
 POSITION_PHRASES = (
     "in the top left", "at the top", "in the top right",
