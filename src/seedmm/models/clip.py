@@ -25,6 +25,7 @@ from torch.nn import functional as F
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from .images import load_images, to_pixel_values
+from .persistence import load_weights, read_config, save_model_dir
 from .vision import VisionConfig, VisionEncoder
 
 PAD, UNK, BOS, EOS = "[PAD]", "[UNK]", "[BOS]", "[EOS]"
@@ -142,9 +143,12 @@ class ShapesClip(nn.Module):
     def image_embeds(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.image_embeds_from_tokens(self.visual_encoder(pixel_values))
 
-    def conditioning(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    def conditioning_from_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """The unCLIP-style conditioning vector: unit-norm embedding × √d, so entries have unit variance."""
-        return self.image_embeds(pixel_values) * math.sqrt(self.config.embed_dim)
+        return self.image_embeds_from_tokens(tokens) * math.sqrt(self.config.embed_dim)
+
+    def conditioning(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.conditioning_from_tokens(self.visual_encoder(pixel_values))
 
     def contrastive_loss(self, pixel_values: torch.Tensor, texts: list[str], keys: list[str]) -> torch.Tensor:
         img, txt = self.image_embeds(pixel_values), self.text_embeds(texts)
@@ -152,28 +156,16 @@ class ShapesClip(nn.Module):
 
     # ------------------------------------------------------------ persistence
     def save_pretrained(self, directory: str | Path) -> None:
-        from safetensors.torch import save_model
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "config.json").write_text(json.dumps({"model_type": "shapes_clip", **asdict(self.config)},
-                                                          indent=2) + "\n")
+        directory = save_model_dir(self, directory, "shapes_clip", asdict(self.config))
         self.text_tokenizer.save(str(directory / "tokenizer.json"))
-        save_model(self, str(directory / "model.safetensors"))
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str = "cpu") -> ShapesClip:
-        from safetensors.torch import load_model
         from tokenizers import Tokenizer
 
-        directory = Path(directory)
-        if not (directory / "config.json").is_file():
-            raise FileNotFoundError(f"no ShapesClip at {str(directory)!r}")
-        cfg = json.loads((directory / "config.json").read_text())
-        cfg.pop("model_type", None)
-        model = cls(ShapesClipConfig.from_dict(cfg), Tokenizer.from_file(str(directory / "tokenizer.json")))
-        load_model(model, str(directory / "model.safetensors"), device=device)
-        return model.eval().to(device)
+        config = ShapesClipConfig.from_dict(read_config(directory, "ShapesClip"))
+        model = cls(config, Tokenizer.from_file(str(Path(directory) / "tokenizer.json")))
+        return load_weights(model, directory, device)
 
     @classmethod
     def new(cls, config: ShapesClipConfig | None = None) -> ShapesClip:

@@ -16,7 +16,6 @@ converter (models/convert.py) is a short table.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,12 +27,9 @@ from transformers import ViTConfig
 from transformers.models.vit.modeling_vit import ViTLayer
 
 from .images import load_images, to_pixel_values
+from .persistence import load_weights, read_config, save_model_dir
 from .qformer import CausalQFormer, QFormerConfig
 from .vision import VisionConfig, VisionEncoder
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-
 
 @dataclass
 class SeedTokenizerConfig:
@@ -198,47 +194,37 @@ class SeedTokenizer(nn.Module):
                              f"{tuple(codes.shape)} and range [{int(codes.min())}, {int(codes.max())}]")
         return codes
 
+    def decode_codes(self, codes) -> torch.Tensor:
+        """Codes → codebook rows → decode_task_layer: the input of every decoder branch."""
+        return self.decode_task_layer(self.code_rows(self._check_codes(codes)))
+
     @torch.no_grad()
     def embed_codes(self, codes) -> torch.Tensor:
         """Codes → reconstructed causal embeddings (B, 32, hidden): for understanding and retrieval."""
-        return self.reconstruct(self.decode_task_layer(self.code_rows(self._check_codes(codes))))
+        return self.reconstruct(self.decode_codes(codes))
 
     @torch.no_grad()
     def generation_embedding(self, codes) -> torch.Tensor:
         """v2: codes → one embedding (B, generation_dim) for the unCLIP-style de-tokenizer."""
         if not self.config.v2_head:
             raise ValueError("this tokenizer has no v2 generation head")
-        return self.generation_from_decoded(self.decode_task_layer(self.code_rows(self._check_codes(codes))))
+        return self.generation_from_decoded(self.decode_codes(codes))
 
     @torch.no_grad()
     def reverse_qformer_embedding(self, codes) -> torch.Tensor:
         """v1: codes → 77 text-token features (B, 77, text_dim) for the text-conditioned de-tokenizer."""
         if not self.config.v1_head:
             raise ValueError("this tokenizer has no v1 Reverse Q-Former head")
-        return self.reverse_from_decoded(self.decode_task_layer(self.code_rows(self._check_codes(codes))))
+        return self.reverse_from_decoded(self.decode_codes(codes))
 
     # ------------------------------------------------------------ persistence
     def save_pretrained(self, directory: str | Path) -> None:
-        from safetensors.torch import save_model
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_NAME).write_text(json.dumps({"model_type": "seed_tokenizer", **self.config.to_dict()},
-                                                        indent=2) + "\n")
-        save_model(self, str(directory / WEIGHTS_NAME))
+        save_model_dir(self, directory, "seed_tokenizer", self.config.to_dict())
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str = "cpu") -> SeedTokenizer:
-        from safetensors.torch import load_model
-
-        directory = Path(directory)
-        if not (directory / CONFIG_NAME).is_file():
-            raise FileNotFoundError(f"no tokenizer at {str(directory)!r} (expected {CONFIG_NAME} + {WEIGHTS_NAME})")
-        cfg = json.loads((directory / CONFIG_NAME).read_text())
-        cfg.pop("model_type", None)
-        model = cls(SeedTokenizerConfig.from_dict(cfg))
-        load_model(model, str(directory / WEIGHTS_NAME), device=device)
-        return model.eval().to(device)
+        model = cls(SeedTokenizerConfig.from_dict(read_config(directory, "tokenizer")))
+        return load_weights(model, directory, device)
 
     @classmethod
     def from_preset(cls, name: str) -> SeedTokenizer:

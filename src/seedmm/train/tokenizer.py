@@ -166,7 +166,7 @@ def frozen_targets(tok: SeedTokenizer, clip: ShapesClip, recipe: TokenizerRecipe
         tokens = tok.visual_encoder(tok.pixel_values(images))
         text = clip.text_outputs(texts)
         parts["causal"].append(tok.qformer(tokens))
-        parts["conditioning"].append(clip.image_embeds_from_tokens(tokens) * clip.config.embed_dim ** 0.5)
+        parts["conditioning"].append(clip.conditioning_from_tokens(tokens))
         parts["text_features"].append(text.pooler_output)
         parts["text_tokens"].append(text.last_hidden_state)
         parts["keys"] += keys
