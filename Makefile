@@ -23,6 +23,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/world.py
+	$(BIN)/python bench/tokenizer.py
+	$(BIN)/python bench/detokenizer.py
 
 clean:
 	rm -rf $(VENV) demo build src/*.egg-info

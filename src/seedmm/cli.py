@@ -171,6 +171,149 @@ def cmd_convert(args) -> None:
     print(f"converted {args.source} → {args.to}")
 
 
+# ---------------------------------------------------------------- de-tokenizer
+
+DETOKENIZER_PART = {"v2": "detokenizer", "v1": "detokenizer-v1"}  # style → shipped directory
+
+
+def _load_detokenizer(path: str | None, style: str):
+    from diffusers.utils import logging as diffusers_logging
+
+    from .checkpoints import shipped
+    from .models.detokenizer import SeedDetokenizerPipeline
+
+    diffusers_logging.disable_progress_bar()  # one loading bar per component is noise on a command line
+    try:
+        directory = Path(path) if path else shipped(DETOKENIZER_PART[style])
+        if not (directory / "model_index.json").is_file():
+            raise FileNotFoundError(f"{directory} is not a de-tokenizer pipeline directory (no model_index.json)")
+        pipe = SeedDetokenizerPipeline.from_pretrained(directory)
+    except (FileNotFoundError, OSError) as e:
+        raise UsageError(str(e)) from None
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _sampling_args(parser) -> None:
+    parser.add_argument("--style", choices=["v2", "v1"], default="v2",
+                        help="v2: generation embedding → unCLIP-style decoder; v1: Reverse Q-Former → text-conditioned")
+    parser.add_argument("--tokenizer", help="tokenizer directory (default: shipped)")
+    parser.add_argument("--detokenizer", help="de-tokenizer pipeline directory (default: the shipped one of --style)")
+    parser.add_argument("--steps", type=int, default=25, help="sampling steps (default 25)")
+    parser.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = off)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _decode_to_files(tokenizer, args, codes: list[list[int]], paths: list[Path]) -> None:
+    pipe = _load_detokenizer(args.detokenizer, args.style)
+    images = tokenizer.decode(codes, pipe, num_inference_steps=args.steps, guidance_scale=args.guidance,
+                              seed=args.seed)
+    for image, path in zip(images, paths):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image.save(path)
+        print(path)
+
+
+def cmd_reconstruct(args) -> None:
+    from .models.images import load_image
+
+    if args.steps < 1:
+        raise UsageError("--steps must be at least 1")
+    out = Path(args.output)
+    if len(args.images) > 1 and out.suffix:
+        raise UsageError("with several images -o names a directory")
+    tokenizer = _load_tokenizer(args.tokenizer)
+    images, paths, failed = [], [], 0
+    for path in args.images:
+        try:
+            images.append(load_image(path))
+        except ValueError as e:  # a bad file is reported and the others still run
+            failed += 1
+            print(f"seedmm: error: {e}", file=sys.stderr)
+            continue
+        paths.append(out if len(args.images) == 1 else out / f"{Path(path).stem}.png")
+    if images:
+        _decode_to_files(tokenizer, args, tokenizer.encode(images).tolist(), paths)
+    if failed:
+        raise SystemExit(2)
+
+
+def read_code_file(path: str) -> list[tuple[str, list[int] | str]]:
+    """(name, codes or error) per entry of a codes file: a JSON list of 32 ints, a list of such lists,
+    or `seedmm tokenize --json` output (one {"image", "codes"} object per line, or a list of them)."""
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            data = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as e:
+            raise UsageError(f"{path} is neither JSON nor JSON lines: {e}") from None
+    if isinstance(data, dict) or (isinstance(data, list) and data and all(isinstance(x, int) for x in data)):
+        data = [data]
+    if not isinstance(data, list) or not data:
+        raise UsageError(f"{path} holds no codes")
+    entries = []
+    for i, item in enumerate(data):
+        name = Path(item["image"]).stem if isinstance(item, dict) and isinstance(item.get("image"), str) else f"{i:04d}"
+        codes = item.get("codes") if isinstance(item, dict) else item
+        ok = isinstance(codes, list) and all(isinstance(c, int) and not isinstance(c, bool) for c in codes)
+        entries.append((name, codes if ok else f"entry {i}: expected a list of integer codes"))
+    return entries
+
+
+def cmd_detokenize(args) -> None:
+    if args.steps < 1:
+        raise UsageError("--steps must be at least 1")
+    tokenizer = _load_tokenizer(args.tokenizer)
+    good, failed = [], 0
+    for name, codes in read_code_file(args.codes):
+        if isinstance(codes, list):
+            try:
+                tokenizer.check_codes(codes)
+                good.append((name, codes))
+                continue
+            except ValueError as e:
+                codes = f"{name}: {e}"
+        failed += 1
+        print(f"seedmm: error: {codes}", file=sys.stderr)
+    if good:
+        out = Path(args.output)
+        _decode_to_files(tokenizer, args, [c for _, c in good], [out / f"{name}.png" for name, _ in good])
+    if failed:
+        raise SystemExit(2)
+
+
+def cmd_train_detokenizer(args) -> None:
+    from .train.detokenizer import DetokenizerRecipe, train_detokenizer
+
+    if args.preset != "shapes-tiny":
+        raise UsageError(f"training runs on the shapes world with --preset shapes-tiny; {args.preset!r} is a "
+                         f"full-size preset (load the official SD-2.1-unCLIP directory instead)")
+    styles = ["v2", "v1"] if args.style == "both" else [args.style]
+    clip = _load_clip(args.clip, None)
+    train_detokenizer(args.out, clip, DetokenizerRecipe(seed=args.seed), ["vae", *styles], progress=not args.quiet)
+    for style in styles:
+        print(f"{style} de-tokenizer written to {Path(args.out) / style}")
+
+
+def cmd_eval_detokenizer(args) -> None:
+    from .eval.detokenizer import evaluate_detokenizer, format_table
+
+    if args.n < 1 or args.steps < 1:
+        raise UsageError("--n and --steps must be at least 1")
+    tokenizer = _load_tokenizer(args.tokenizer)
+    pipes = {"v2": _load_detokenizer(args.v2, "v2"), "v1": _load_detokenizer(args.v1, "v1")}
+    result = evaluate_detokenizer(tokenizer, _load_clip(args.clip, args.tokenizer), pipes, n=args.n,
+                                  steps=args.steps, guidance=args.guidance, sheet_path=args.sheet)
+    print(json.dumps(result, indent=2) if args.json else format_table(result, args.n))
+    if args.sheet and not args.json:
+        print(f"originals beside reconstructions (oracle, v2, v1): {args.sheet}")
+
+
 # ---------------------------------------------------------------- demo
 
 def cmd_demo(args) -> None:
@@ -225,6 +368,27 @@ def build_parser() -> argparse.ArgumentParser:
     tt.add_argument("--quiet", action="store_true", help="no progress bars")
     tt.set_defaults(func=cmd_train_tokenizer)
 
+    td = tsub.add_parser("detokenizer", help="palette autoencoder, then the v2 and/or v1 latent diffusion decoder")
+    td.add_argument("--preset", default="shapes-tiny")
+    td.add_argument("--style", choices=["v2", "v1", "both"], default="both", help="which decoder(s) (default both)")
+    td.add_argument("--out", required=True, help="run directory (resumes; the autoencoder is shared by both styles)")
+    td.add_argument("--clip", help="the frozen towers the decoders condition on (default: shipped)")
+    td.add_argument("--seed", type=int, default=0)
+    td.add_argument("--quiet", action="store_true", help="no progress bars")
+    td.set_defaults(func=cmd_train_detokenizer)
+
+    rc = sub.add_parser("reconstruct", help="image → 32 codes → image")
+    rc.add_argument("images", nargs="+", help="image files")
+    rc.add_argument("-o", "--output", required=True, help="output PNG (one image) or directory (several)")
+    _sampling_args(rc)
+    rc.set_defaults(func=cmd_reconstruct)
+
+    dt = sub.add_parser("detokenize", help="codes → images (codes as JSON, or `seedmm tokenize --json` output)")
+    dt.add_argument("codes", help="JSON file of codes")
+    dt.add_argument("-o", "--output", required=True, help="output directory")
+    _sampling_args(dt)
+    dt.set_defaults(func=cmd_detokenize)
+
     ev = sub.add_parser("eval", help="evaluate a trained part")
     esub = ev.add_subparsers(dest="part", required=True, parser_class=_Parser, metavar="PART")
     et = esub.add_parser("tokenizer", help="image-text retrieval R@1/5/10 for causal embeddings and codes")
@@ -233,6 +397,18 @@ def build_parser() -> argparse.ArgumentParser:
     et.add_argument("--n", type=int, default=1000, help="held-out pairs (default 1000)")
     et.add_argument("--json", action="store_true")
     et.set_defaults(func=cmd_eval_tokenizer)
+
+    ed = esub.add_parser("detokenizer", help="reconstruction: oracle / SEED v2 / SEED v1 (CLIP-sim, judge accuracies)")
+    ed.add_argument("--tokenizer", help="tokenizer directory (default: shipped)")
+    ed.add_argument("--clip", help="frozen towers directory (default: beside the tokenizer, else shipped)")
+    ed.add_argument("--v2", help="v2 de-tokenizer pipeline directory (default: shipped)")
+    ed.add_argument("--v1", help="v1 de-tokenizer pipeline directory (default: shipped)")
+    ed.add_argument("--n", type=int, default=500, help="held-out scenes (default 500)")
+    ed.add_argument("--steps", type=int, default=25, help="sampling steps (default 25)")
+    ed.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = off)")
+    ed.add_argument("--sheet", help="write a PNG of originals beside reconstructions here")
+    ed.add_argument("--json", action="store_true")
+    ed.set_defaults(func=cmd_eval_detokenizer)
 
     cv = sub.add_parser("convert", help="convert an official checkpoint into a seedmm directory")
     cv.add_argument("model", choices=["seed-v2", "seed-v1"], help="which official model the file holds")

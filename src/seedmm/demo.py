@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .report import img_tag, write_html
 from .world import render, tasks as T
-from .world.judge import read_scene
+from .world.judge import exact_match, read_scene
 from .world.text import caption, paraphrase_caption
 
 
@@ -94,7 +94,35 @@ def tokenizer_section(seed: int) -> tuple[str, str]:
     return "SEED tokenizer: images as 32 causal codes", "\n".join(parts)
 
 
-SECTIONS: list[Callable[[int], tuple[str, str]]] = [world_section, tokenizer_section]
+def detokenizer_section(seed: int) -> tuple[str, str]:
+    """Held-out scenes → 32 codes → pictures, through the v2 and v1 de-tokenizers, each read by the judge."""
+    from .checkpoints import shipped
+    from .eval.retrieval import held_out_pairs
+    from .models.detokenizer import SeedDetokenizerPipeline
+    from .models.tokenizer import SeedTokenizer
+
+    tokenizer = SeedTokenizer.from_pretrained(shipped("tokenizer"))
+    pipes = {style: SeedDetokenizerPipeline.from_pretrained(shipped(part))
+             for style, part in (("v2", "detokenizer"), ("v1", "detokenizer-v1"))}
+    e = html.escape
+    scenes = [s for s, _ in held_out_pairs(8, seed=seed + 2)]
+    originals = [render(s) for s in scenes]
+    codes = tokenizer.encode(originals)
+    for pipe in pipes.values():
+        pipe.set_progress_bar_config(disable=True)
+    outputs = {style: tokenizer.decode(codes, pipe, seed=seed) for style, pipe in pipes.items()}
+    parts = ["<p>original → SEED v2 (generation embedding → unCLIP-style decoder) → SEED v1 (Reverse Q-Former "
+             "→ text-conditioned decoder); under each, what the judge reads (✓ = the original scene).</p>"]
+    for i, scene in enumerate(scenes):
+        lines = [f"<b>{e(caption(scene))}</b>"]
+        for style in pipes:
+            read = read_scene(outputs[style][i])
+            lines.append(f"{style}: {e(caption(read)) or '(nothing)'} {'✓' if exact_match(scene, read) else '✗'}")
+        parts.append(_figure([originals[i], outputs["v2"][i], outputs["v1"][i]], "<br>".join(lines)))
+    return "De-tokenizer: 32 codes back to pictures", "\n".join(parts)
+
+
+SECTIONS: list[Callable[[int], tuple[str, str]]] = [world_section, tokenizer_section, detokenizer_section]
 
 
 def run_demo(out: str | Path, seed: int = 0) -> Path:

@@ -99,6 +99,7 @@ class SeedTokenizer(nn.Module):
     def __init__(self, config: SeedTokenizerConfig):
         super().__init__()
         self.config = config
+        self.detokenizer = None  # a de-tokenizer pipeline for `decode` (not a submodule: saved on its own)
         h = config.qformer.hidden_size
         self.visual_encoder = VisionEncoder(config.vision)
         self.qformer = CausalQFormer(config.qformer)
@@ -184,7 +185,8 @@ class SeedTokenizer(nn.Module):
         ids, _, _ = self.quantize_embeddings(self.causal_embeddings(pixels))
         return ids
 
-    def _check_codes(self, codes) -> torch.Tensor:
+    def check_codes(self, codes) -> torch.Tensor:
+        """Codes as a (B, 32) LongTensor on the model's device; a clear ValueError if shape or range is wrong."""
         codes = torch.as_tensor(codes, dtype=torch.long, device=self.device)
         if codes.dim() == 1:
             codes = codes[None]
@@ -196,7 +198,7 @@ class SeedTokenizer(nn.Module):
 
     def decode_codes(self, codes) -> torch.Tensor:
         """Codes → codebook rows → decode_task_layer: the input of every decoder branch."""
-        return self.decode_task_layer(self.code_rows(self._check_codes(codes)))
+        return self.decode_task_layer(self.code_rows(self.check_codes(codes)))
 
     @torch.no_grad()
     def embed_codes(self, codes) -> torch.Tensor:
@@ -217,14 +219,41 @@ class SeedTokenizer(nn.Module):
             raise ValueError("this tokenizer has no v1 Reverse Q-Former head")
         return self.reverse_from_decoded(self.decode_codes(codes))
 
+    # ------------------------------------------------------------ de-tokenizing
+    def detokenizer_inputs(self, codes, detokenizer) -> dict[str, torch.Tensor]:
+        """What a de-tokenizer pipeline reads for these codes: v2 `image_embeds` (the generation
+        embedding) or v1 `prompt_embeds` (the Reverse Q-Former's 77 token features)."""
+        if detokenizer.condition == "image":
+            return {"image_embeds": self.generation_embedding(codes)}
+        return {"prompt_embeds": self.reverse_qformer_embedding(codes)}
+
+    @torch.no_grad()
+    def decode(self, codes, detokenizer=None, num_inference_steps: int = 25, guidance_scale: float = 1.0,
+               seed: int | None = None, output_type: str = "pil"):
+        """Codes (B, 32) → B images through a de-tokenizer pipeline (`detokenizer`, else the one given
+        to `from_pretrained(…, detokenizer=…)`). With `seed` the result is deterministic."""
+        detokenizer = detokenizer or self.detokenizer
+        if detokenizer is None:
+            raise ValueError("no de-tokenizer: pass detokenizer= (a SeedDetokenizerPipeline) or load with "
+                             "SeedTokenizer.from_pretrained(dir, detokenizer=DIR)")
+        generator = None if seed is None else torch.Generator().manual_seed(seed)
+        return detokenizer(**self.detokenizer_inputs(codes, detokenizer), num_inference_steps=num_inference_steps,
+                           guidance_scale=guidance_scale, generator=generator, output_type=output_type).images
+
     # ------------------------------------------------------------ persistence
     def save_pretrained(self, directory: str | Path) -> None:
         save_model_dir(self, directory, "seed_tokenizer", self.config.to_dict())
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, device: str = "cpu") -> SeedTokenizer:
-        model = cls(SeedTokenizerConfig.from_dict(read_config(directory, "tokenizer")))
-        return load_weights(model, directory, device)
+    def from_pretrained(cls, directory: str | Path, device: str = "cpu", detokenizer=None) -> SeedTokenizer:
+        """`detokenizer`: a de-tokenizer pipeline directory (or pipeline) that `decode` will use."""
+        model = load_weights(cls(SeedTokenizerConfig.from_dict(read_config(directory, "tokenizer"))), directory, device)
+        if detokenizer is not None and not hasattr(detokenizer, "unet"):
+            from .detokenizer import SeedDetokenizerPipeline
+
+            detokenizer = SeedDetokenizerPipeline.from_pretrained(detokenizer).to(device)
+        model.detokenizer = detokenizer
+        return model
 
     @classmethod
     def from_preset(cls, name: str) -> SeedTokenizer:

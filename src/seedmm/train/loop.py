@@ -39,6 +39,15 @@ def cosine_with_warmup(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def epoch_batch_indices(seed: int, step: int, batch: int, n: int) -> torch.Tensor:
+    """Epoch-wise shuffled indices into n precomputed rows for a step: a pure function of
+    (seed, step), so resume is exact."""
+    per_epoch = n // batch
+    epoch, k = divmod(step, per_epoch)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    return perm[k * batch:(k + 1) * batch]
+
+
 def _trainable(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: p for k, p in model.named_parameters() if p.requires_grad}
 

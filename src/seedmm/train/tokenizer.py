@@ -30,7 +30,7 @@ from ..eval.retrieval import held_out_pairs, retrieval_metrics
 from ..models.clip import ShapesClip, contrastive_loss
 from ..models.tokenizer import SeedTokenizer, preset
 from ..world import render
-from .loop import LoopConfig, train
+from .loop import LoopConfig, epoch_batch_indices, train
 
 STAGES = ("0", "1", "2")
 
@@ -173,14 +173,6 @@ def frozen_targets(tok: SeedTokenizer, clip: ShapesClip, recipe: TokenizerRecipe
     return {k: v if k == "keys" else torch.cat(v) for k, v in parts.items()}
 
 
-def _batch_indices(seed: int, step: int, batch: int, n: int) -> torch.Tensor:
-    """Epoch-wise shuffled indices for a step: a pure function of (seed, step), so resume is exact."""
-    per_epoch = n // batch
-    epoch, k = divmod(step, per_epoch)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-    return perm[k * batch:(k + 1) * batch]
-
-
 def train_stage2(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, tok: SeedTokenizer,
                  progress: bool = True) -> SeedTokenizer:
     cfg = tok.config
@@ -204,7 +196,7 @@ def train_stage2(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, tok: Seed
         """Codes no encoder output of a 2,048-token sample picks restart at random encoder outputs
         (a common VQ fix: without it most of the codebook never gets used)."""
         with torch.no_grad():
-            rows = _batch_indices(recipe.seed + 1, step, 64, n)
+            rows = epoch_batch_indices(recipe.seed + 1, step, 64, n)
             z = tok.encode_task_layer(data["causal"][rows]).flatten(0, 1)
             ids = torch.cdist(z, tok.quantize.embedding.weight).argmin(1)
             dead = torch.bincount(ids, minlength=cfg.num_codes) == 0
@@ -213,7 +205,7 @@ def train_stage2(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, tok: Seed
                 tok.quantize.embedding.weight[dead] = z[pick] + 0.01 * torch.randn_like(z[pick])
 
     def loss_fn(step: int):
-        rows = _batch_indices(recipe.seed, step, recipe.batch2, n)
+        rows = epoch_batch_indices(recipe.seed, step, recipe.batch2, n)
         causal = data["causal"][rows]
         keys = [data["keys"][i] for i in rows.tolist()]
         if step == 0:  # data-dependent codebook init: rows start at encoder outputs

@@ -1,0 +1,184 @@
+"""Training the de-tokenizer (`seedmm train detokenizer`), one function per stage.
+
+    vae    palette autoencoder: 64×64 image → latent grid → 7 palette logits per pixel
+           (cross-entropy on the exact palette index, object pixels weighted up, tiny KL) → OUT/vae/
+    v2     rectified-flow UNet on the latents, conditioned on the frozen CLIP image embedding of the
+           picture — the embedding SEED's generation head regresses onto (SD-unCLIP is likewise
+           trained on true CLIP embeddings)                                        → OUT/v2/
+    v1     the same on the frozen text tower's 77 token features of the caption (as
+           text-conditioned SD; SEED v1's Reverse Q-Former regresses onto them)      → OUT/v1/
+The UNet stages read latents and conditions computed once for a fixed set of scenes (the VAE
+encoder and the text / image towers are frozen). The condition is dropped (zeroed) 10% of the
+time so classifier-free guidance has an unconditional branch. Each stage resumes from
+OUT/<stage>_stage/last/ and writes a loss.png there; pipelines are saved in diffusers layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
+from torch.nn import functional as F
+
+from ..eval.retrieval import held_out_pairs
+from ..models.clip import ShapesClip
+from ..models.detokenizer import (
+    SeedDetokenizerPipeline, SpatialConditioner, logits_to_images, new_palette_vae, new_unet, palette_indices,
+    palette_to_pixels, unet_conditioning, unet_sample,
+)
+from ..world import render
+from ..world.judge import exact_match, read_scene
+from .loop import LoopConfig, epoch_batch_indices, train
+from .tokenizer import world_batch
+
+STAGES = ("vae", "v2", "v1")
+
+
+@dataclass
+class DetokenizerRecipe:
+    # The palette autoencoder reads back 100% of validation scenes by step 200 (pixel accuracy 99.6%).
+    vae: LoopConfig = field(default_factory=lambda: LoopConfig(steps=400, lr=2e-3, warmup=50, eval_every=100,
+                                                               weight_decay=0.0))
+    unet: LoopConfig = field(default_factory=lambda: LoopConfig(steps=1500, lr=2e-3, warmup=100, eval_every=500,
+                                                                weight_decay=0.0))
+    vae_widths: tuple[int, ...] = (16, 32, 64)
+    latent_channels: int = 4
+    unet_widths: tuple[int, ...] = (32, 64, 128)
+    batch_vae: int = 32
+    batch_unet: int = 64
+    foreground_weight: float = 4.0  # objects cover ~10% of a picture; their pixels are what the judge reads
+    kl_weight: float = 1e-6
+    unet_scenes: int = 16384
+    condition_dropout: float = 0.1
+    paraphrase_rate: float = 0.3
+    seed: int = 0
+
+
+def _validation_pairs(n: int = 128):
+    pairs = held_out_pairs(n, split="val")
+    return [s for s, _ in pairs], [c for _, c in pairs]
+
+
+def read_back_rate(scenes, images) -> float:
+    """Share of pictures the judge reads back as exactly their scene."""
+    return sum(exact_match(s, read_scene(i)) for s, i in zip(scenes, images)) / len(scenes)
+
+
+# ---------------------------------------------------------------- vae
+
+def train_vae(out: Path, recipe: DetokenizerRecipe, progress: bool = True) -> AutoencoderKL:
+    torch.manual_seed(recipe.seed)
+    vae = new_palette_vae(recipe.vae_widths, recipe.latent_channels)
+    val_scenes, _ = _validation_pairs()
+    val_target = palette_indices([render(s) for s in val_scenes])
+
+    def loss_fn(step: int):
+        images, _, _ = world_batch(recipe.seed * 10 + 5, step, recipe.batch_vae)
+        target = palette_indices(images)
+        posterior = vae.encode(palette_to_pixels(target)).latent_dist
+        logits = vae.decode(posterior.sample()).sample
+        weight = 1 + (recipe.foreground_weight - 1) * (target > 0).float()
+        ce = (F.cross_entropy(logits, target, reduction="none") * weight).sum() / weight.sum()
+        kl = posterior.kl().mean()
+        return ce + recipe.kl_weight * kl, {"ce": ce.item(), "kl": kl.item()}
+
+    def validate():
+        logits = vae.decode(vae.encode(palette_to_pixels(val_target)).latent_dist.mode()).sample
+        return {"pixel_acc": float((logits.argmax(1) == val_target).float().mean()),
+                "read_back": read_back_rate(val_scenes, logits_to_images(logits))}
+
+    train("detok-vae", vae, loss_fn, recipe.vae, out / "vae_stage", validate, progress)
+    set_latent_scale(vae, recipe)
+    vae.save_pretrained(out / "vae")
+    return vae
+
+
+@torch.no_grad()
+def encode_latents(vae: AutoencoderKL, images) -> torch.Tensor:
+    """Scaled latent means (deterministic) of a batch of world images."""
+    return vae.encode(palette_to_pixels(palette_indices(images))).latent_dist.mode() * vae.config.scaling_factor
+
+
+@torch.no_grad()
+def set_latent_scale(vae: AutoencoderKL, recipe: DetokenizerRecipe) -> None:
+    """Latent Diffusion's rescaling: scaling_factor = 1 / std of the latents, so the denoiser sees unit variance."""
+    images, _, _ = world_batch(recipe.seed * 10 + 7, 0, 512)
+    vae.register_to_config(scaling_factor=1.0)
+    vae.register_to_config(scaling_factor=float(1 / encode_latents(vae, images).std()))
+
+
+# ---------------------------------------------------------------- unet
+
+@torch.no_grad()
+def frozen_unet_data(vae: AutoencoderKL, clip: ShapesClip, recipe: DetokenizerRecipe) -> dict[str, torch.Tensor]:
+    """Latents, image conditioning (v2) and caption token features (v1) for a fixed set of train scenes."""
+    chunk, parts = 256, {"latents": [], "image": [], "text": []}
+    for k in range(recipe.unet_scenes // chunk):
+        images, texts, _ = world_batch(recipe.seed * 10 + 6, k, chunk, recipe.paraphrase_rate)
+        parts["latents"].append(encode_latents(vae, images))
+        parts["image"].append(clip.conditioning(clip.pixel_values(images)))
+        parts["text"].append(clip.text_tokens(texts))
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+def new_pipeline(vae, unet, conditioner) -> SeedDetokenizerPipeline:
+    return SeedDetokenizerPipeline(vae=vae, unet=unet, conditioner=conditioner,
+                                   scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0))
+
+
+def train_unet(out: Path, style: str, recipe: DetokenizerRecipe, clip: ShapesClip, vae: AutoencoderKL,
+               data: dict[str, torch.Tensor], progress: bool = True) -> SeedDetokenizerPipeline:
+    torch.manual_seed(recipe.seed + (1 if style == "v2" else 2))
+    condition = "image" if style == "v2" else "text"
+    conds, size = data[condition], data["latents"].shape[-1]
+    conditioner = SpatialConditioner(conds.shape[-1], recipe.latent_channels, size)
+    unet = new_unet(condition, conds.shape[-1], size, recipe.latent_channels, recipe.unet_widths,
+                    extra_channels=recipe.latent_channels)
+    vae.requires_grad_(False)
+    pipe = new_pipeline(vae, unet, conditioner)
+    trainable = torch.nn.ModuleDict({"unet": unet, "conditioner": conditioner})
+    pipe.set_progress_bar_config(disable=True)
+    n = len(conds)
+    val_scenes, val_captions = _validation_pairs()
+    with torch.no_grad():
+        val_conds = clip.conditioning(clip.pixel_values([render(s) for s in val_scenes])) \
+            if condition == "image" else clip.text_tokens(val_captions)
+
+    def loss_fn(step: int):
+        rows = epoch_batch_indices(recipe.seed + 3, step, recipe.batch_unet, n)
+        x0, cond = data["latents"][rows], conds[rows]
+        keep = (torch.rand(len(rows)) >= recipe.condition_dropout).to(cond.dtype)
+        cond = cond * keep.view(-1, *([1] * (cond.dim() - 1)))
+        noise = torch.randn_like(x0)
+        t = torch.sigmoid(torch.randn(len(rows)))  # logit-normal timesteps (SD3's choice)
+        xt = (1 - t.view(-1, 1, 1, 1)) * x0 + t.view(-1, 1, 1, 1) * noise
+        velocity = unet(unet_sample(xt, conditioner(cond)), t * 1000, **unet_conditioning(condition, cond)).sample
+        return F.mse_loss(velocity, noise - x0), {}
+
+    def validate():
+        kwargs = {"image_embeds" if condition == "image" else "prompt_embeds": val_conds}
+        images = pipe(**kwargs, num_inference_steps=10, generator=torch.Generator().manual_seed(0)).images
+        return {"read_back": read_back_rate(val_scenes, images)}
+
+    train(f"detok-unet-{style}", trainable, loss_fn, recipe.unet, out / f"{style}_stage", validate, progress)
+    pipe.set_progress_bar_config(disable=False)
+    pipe.save_pretrained(out / style)
+    return pipe
+
+
+def train_detokenizer(out: str | Path, clip: ShapesClip, recipe: DetokenizerRecipe | None = None,
+                      stages=STAGES, progress: bool = True) -> Path:
+    """Train the palette VAE (or reuse OUT/vae), then one denoiser per requested style."""
+    recipe = recipe or DetokenizerRecipe()
+    out = Path(out)
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    clip.requires_grad_(False)
+    vae = train_vae(out, recipe, progress) if "vae" in stages else AutoencoderKL.from_pretrained(out / "vae")
+    styles = [s for s in ("v2", "v1") if s in stages]
+    if styles:
+        data = frozen_unet_data(vae, clip, recipe)
+        for style in styles:
+            train_unet(out, style, recipe, clip, vae, data, progress)
+    return out
