@@ -96,11 +96,14 @@ def tokenizer_section(seed: int) -> tuple[str, str]:
 
 def detokenizer_section(seed: int) -> tuple[str, str]:
     """Held-out scenes → 32 codes → pictures, through the v2 and v1 de-tokenizers, each read by the judge."""
+    from diffusers.utils import logging as diffusers_logging
+
     from .checkpoints import shipped
     from .eval.retrieval import held_out_pairs
     from .models.detokenizer import SeedDetokenizerPipeline
     from .models.tokenizer import SeedTokenizer
 
+    diffusers_logging.disable_progress_bar()
     tokenizer = SeedTokenizer.from_pretrained(shipped("tokenizer"))
     pipes = {style: SeedDetokenizerPipeline.from_pretrained(shipped(part))
              for style, part in (("v2", "detokenizer"), ("v1", "detokenizer-v1"))}
