@@ -23,6 +23,23 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
+def _require_tiny_preset(preset: str, full_size_hint: str) -> None:
+    if preset != "shapes-tiny":
+        raise UsageError(f"training runs on the shapes world with --preset shapes-tiny; {preset!r} is a "
+                         f"full-size preset ({full_size_hint})")
+
+
+def _at_least_one(text: str) -> int:
+    """argparse type for counts such as --steps and --n."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
@@ -137,9 +154,7 @@ def cmd_tokenize(args) -> None:
 def cmd_train_tokenizer(args) -> None:
     from .train.tokenizer import STAGES, TokenizerRecipe, train_tokenizer
 
-    if args.preset != "shapes-tiny":
-        raise UsageError(f"training runs on the shapes world with --preset shapes-tiny; {args.preset!r} is a "
-                         f"full-size preset (load official weights with `seedmm convert`)")
+    _require_tiny_preset(args.preset, "load official weights with `seedmm convert`")
     stages = _csv(args.stages)
     if not stages or any(s not in STAGES for s in stages):
         raise UsageError(f"--stages takes a comma list of {','.join(STAGES)}")
@@ -199,7 +214,7 @@ def _sampling_args(parser) -> None:
                         help="v2: generation embedding → unCLIP-style decoder; v1: Reverse Q-Former → text-conditioned")
     parser.add_argument("--tokenizer", help="tokenizer directory (default: shipped)")
     parser.add_argument("--detokenizer", help="de-tokenizer pipeline directory (default: the shipped one of --style)")
-    parser.add_argument("--steps", type=int, default=25, help="sampling steps (default 25)")
+    parser.add_argument("--steps", type=_at_least_one, default=25, help="sampling steps (default 25)")
     parser.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = off)")
     parser.add_argument("--seed", type=int, default=0)
 
@@ -217,8 +232,6 @@ def _decode_to_files(tokenizer, args, codes: list[list[int]], paths: list[Path])
 def cmd_reconstruct(args) -> None:
     from .models.images import load_image
 
-    if args.steps < 1:
-        raise UsageError("--steps must be at least 1")
     out = Path(args.output)
     if len(args.images) > 1 and out.suffix:
         raise UsageError("with several images -o names a directory")
@@ -266,8 +279,6 @@ def read_code_file(path: str) -> list[tuple[str, list[int] | str]]:
 
 
 def cmd_detokenize(args) -> None:
-    if args.steps < 1:
-        raise UsageError("--steps must be at least 1")
     tokenizer = _load_tokenizer(args.tokenizer)
     good, failed = [], 0
     for name, codes in read_code_file(args.codes):
@@ -290,9 +301,7 @@ def cmd_detokenize(args) -> None:
 def cmd_train_detokenizer(args) -> None:
     from .train.detokenizer import DetokenizerRecipe, train_detokenizer
 
-    if args.preset != "shapes-tiny":
-        raise UsageError(f"training runs on the shapes world with --preset shapes-tiny; {args.preset!r} is a "
-                         f"full-size preset (load the official SD-2.1-unCLIP directory instead)")
+    _require_tiny_preset(args.preset, "load the official SD-2.1-unCLIP directory instead")
     styles = ["v2", "v1"] if args.style == "both" else [args.style]
     clip = _load_clip(args.clip, None)
     train_detokenizer(args.out, clip, DetokenizerRecipe(seed=args.seed), ["vae", *styles], progress=not args.quiet)
@@ -303,8 +312,6 @@ def cmd_train_detokenizer(args) -> None:
 def cmd_eval_detokenizer(args) -> None:
     from .eval.detokenizer import evaluate_detokenizer, format_table
 
-    if args.n < 1 or args.steps < 1:
-        raise UsageError("--n and --steps must be at least 1")
     tokenizer = _load_tokenizer(args.tokenizer)
     pipes = {"v2": _load_detokenizer(args.v2, "v2"), "v1": _load_detokenizer(args.v1, "v1")}
     result = evaluate_detokenizer(tokenizer, _load_clip(args.clip, args.tokenizer), pipes, n=args.n,
@@ -403,8 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--clip", help="frozen towers directory (default: beside the tokenizer, else shipped)")
     ed.add_argument("--v2", help="v2 de-tokenizer pipeline directory (default: shipped)")
     ed.add_argument("--v1", help="v1 de-tokenizer pipeline directory (default: shipped)")
-    ed.add_argument("--n", type=int, default=500, help="held-out scenes (default 500)")
-    ed.add_argument("--steps", type=int, default=25, help="sampling steps (default 25)")
+    ed.add_argument("--n", type=_at_least_one, default=500, help="held-out scenes (default 500)")
+    ed.add_argument("--steps", type=_at_least_one, default=25, help="sampling steps (default 25)")
     ed.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = off)")
     ed.add_argument("--sheet", help="write a PNG of originals beside reconstructions here")
     ed.add_argument("--json", action="store_true")
