@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/world.py
 	$(BIN)/python bench/tokenizer.py
 	$(BIN)/python bench/detokenizer.py
+	$(BIN)/python bench/llm.py
 
 clean:
 	rm -rf $(VENV) demo build src/*.egg-info

@@ -129,25 +129,32 @@ def _load_clip(path: str | None, tokenizer_dir: str | None):
         raise UsageError(str(e)) from None
 
 
-def cmd_tokenize(args) -> None:
+def _load_each(paths: list[str]) -> tuple[list, list[str], dict[str, str]]:
+    """(images, their paths, {path: error}): a bad file is reported on stderr and the others still run."""
     from .models.images import load_image
 
-    tokenizer = _load_tokenizer(args.tokenizer)
-    results, failed = [], 0
-    for path in args.images:
+    images, good, errors = [], [], {}
+    for path in paths:
         try:
-            codes = tokenizer.encode([load_image(path)])[0].tolist()
-            results.append({"image": path, "codes": codes})
-        except ValueError as e:  # a bad file is reported and the others still run
-            failed += 1
-            results.append({"image": path, "error": str(e)})
+            images.append(load_image(path))
+            good.append(path)
+        except ValueError as e:
+            errors[path] = str(e)
             print(f"seedmm: error: {e}", file=sys.stderr)
-    for r in results:
-        if args.json:
-            print(json.dumps(r))
-        elif "codes" in r:
-            print(f"{r['image']}: {' '.join(map(str, r['codes']))}")
-    if failed:
+    return images, good, errors
+
+
+def cmd_tokenize(args) -> None:
+    tokenizer = _load_tokenizer(args.tokenizer)
+    images, paths, errors = _load_each(args.images)
+    codes = dict(zip(paths, tokenizer.encode(images).tolist())) if images else {}
+    for path in args.images:  # input order; with --json a bad file gets its own error record
+        if path in codes:
+            c = codes[path]
+            print(json.dumps({"image": path, "codes": c}) if args.json else f"{path}: {' '.join(map(str, c))}")
+        elif args.json:
+            print(json.dumps({"image": path, "error": errors[path]}))
+    if errors:
         raise SystemExit(2)
 
 
@@ -230,24 +237,15 @@ def _decode_to_files(tokenizer, args, codes: list[list[int]], paths: list[Path])
 
 
 def cmd_reconstruct(args) -> None:
-    from .models.images import load_image
-
     out = Path(args.output)
     if len(args.images) > 1 and out.suffix:
         raise UsageError("with several images -o names a directory")
     tokenizer = _load_tokenizer(args.tokenizer)
-    images, paths, failed = [], [], 0
-    for path in args.images:
-        try:
-            images.append(load_image(path))
-        except ValueError as e:  # a bad file is reported and the others still run
-            failed += 1
-            print(f"seedmm: error: {e}", file=sys.stderr)
-            continue
-        paths.append(out if len(args.images) == 1 else out / f"{Path(path).stem}.png")
+    images, paths, errors = _load_each(args.images)
     if images:
-        _decode_to_files(tokenizer, args, tokenizer.encode(images).tolist(), paths)
-    if failed:
+        targets = [out if len(args.images) == 1 else out / f"{Path(p).stem}.png" for p in paths]
+        _decode_to_files(tokenizer, args, tokenizer.encode(images).tolist(), targets)
+    if errors:
         raise SystemExit(2)
 
 
@@ -321,6 +319,98 @@ def cmd_eval_detokenizer(args) -> None:
         print(f"originals beside reconstructions (oracle, v2, v1): {args.sheet}")
 
 
+# ---------------------------------------------------------------- SEED-LLaMA
+
+def cmd_pretokenize(args) -> None:
+    from .checkpoints import shipped
+    from .data.codes import pretokenize
+
+    tokenizer_dir = Path(args.tokenizer) if args.tokenizer else shipped("tokenizer")
+    done = pretokenize(args.shards, args.out, tokenizer_dir, progress=not args.quiet)
+    print(f"pretokenized {done['samples']} samples in {done['shards']} shards "
+          f"({done['skipped']} shards already done) → {args.out}")
+
+
+def cmd_train_llm(args) -> None:
+    from .checkpoints import shipped
+    from .train.llm import LlmRecipe, train_llm
+
+    _require_tiny_preset(args.preset, "load an official SEED-LLaMA directory with SeedLlama.from_pretrained")
+    tokenizer_dir = Path(args.tokenizer) if args.tokenizer else shipped("tokenizer")
+    detokenizer_dir = Path(args.detokenizer) if args.detokenizer else shipped("detokenizer")
+    path = train_llm(args.out, tokenizer_dir, detokenizer_dir, LlmRecipe(seed=args.seed), progress=not args.quiet)
+    print(f"SEED-LLaMA written to {path}")
+
+
+def _load_llm(args):
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    from .checkpoints import shipped
+    from .models.llm import SeedLlama
+
+    diffusers_logging.disable_progress_bar()  # loading bars are noise on a command line
+    transformers_logging.disable_progress_bar()
+    try:
+        llm = SeedLlama.from_pretrained(Path(args.llm) if args.llm else shipped("llm"),
+                                        image_tokenizer=getattr(args, "tokenizer", None),
+                                        detokenizer=getattr(args, "detokenizer", None))
+    except (FileNotFoundError, OSError) as e:
+        raise UsageError(str(e)) from None
+    return llm
+
+
+def _generation_options(args, **fixed):
+    from .models.llm import GenerationOptions
+
+    sampling = args.temperature is not None or args.top_p is not None or args.top_k is not None
+    return GenerationOptions(do_sample=sampling, temperature=args.temperature or 1.0, top_p=args.top_p or 1.0,
+                             top_k=args.top_k or 0, num_beams=args.beams, seed=args.seed, **fixed)
+
+
+def cmd_generate(args) -> None:
+    out = Path(args.output)
+    if len(args.prompts) > 1 and out.suffix:
+        raise UsageError("with several prompts -o names a directory")
+    llm = _load_llm(args)
+    options = _generation_options(args, constrain_images=not args.unconstrained, image_guidance_scale=args.guidance)
+    codes = llm.generate_codes(args.prompts, options)
+    good = [(i, c) for i, c in enumerate(codes) if c is not None]
+    images = llm.draw([c for _, c in good], steps=args.steps, seed=args.seed) if good else []
+    for (i, c), image in zip(good, images):
+        path = out if len(args.prompts) == 1 else out / f"{i:04d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image.save(path)
+        print(json.dumps({"prompt": args.prompts[i], "image": str(path), "codes": c}) if args.json else path)
+    for i, c in enumerate(codes):
+        if c is None:
+            print(f"seedmm: error: no valid image for prompt {i} ({args.prompts[i]!r})", file=sys.stderr)
+    if len(good) < len(codes):
+        raise SystemExit(2)
+
+
+def cmd_caption(args) -> None:
+    llm = _load_llm(args)
+    images, paths, errors = _load_each(args.images)
+    captions = dict(zip(paths, llm.caption(images, _generation_options(args, max_new_tokens=48)))) if images else {}
+    for path in args.images:  # input order; with --json a bad file gets its own error record
+        if path in captions:
+            print(json.dumps({"image": path, "caption": captions[path]}) if args.json else f"{path}: {captions[path]}")
+        elif args.json:
+            print(json.dumps({"image": path, "error": errors[path]}))
+    if errors:
+        raise SystemExit(2)
+
+
+def cmd_eval_llm(args) -> None:
+    from .eval.llm import evaluate_llm, format_report
+
+    llm = _load_llm(args)
+    result = evaluate_llm(llm, _load_clip(args.clip, None), n=args.n, guidance=args.guidance, steps=args.steps,
+                          sheet_path=args.sheet)
+    print(json.dumps(result, indent=2) if args.json else format_report(result, args.n))
+
+
 # ---------------------------------------------------------------- demo
 
 def cmd_demo(args) -> None:
@@ -363,6 +453,40 @@ def build_parser() -> argparse.ArgumentParser:
     tk.add_argument("--json", action="store_true", help="one JSON object per image")
     tk.set_defaults(func=cmd_tokenize)
 
+    pt = sub.add_parser("pretokenize", help="image shards → code shards, once (resumable)")
+    pt.add_argument("shards", help="a shard directory (e.g. from `seedmm world export`) or one .tar")
+    pt.add_argument("--out", required=True, help="output directory (same layout, .json with codes)")
+    pt.add_argument("--tokenizer", help="tokenizer directory (default: shipped)")
+    pt.add_argument("--quiet", action="store_true", help="no progress bar")
+    pt.set_defaults(func=cmd_pretokenize)
+
+    def llm_args(parser, images: bool) -> None:
+        parser.add_argument("--llm", help="SEED-LLaMA directory (default: shipped)")
+        parser.add_argument("--tokenizer", help="image tokenizer directory (default: the one the LLM names)")
+        if images:
+            parser.add_argument("--detokenizer", help="de-tokenizer pipeline directory (default: the one the LLM names)")
+            parser.add_argument("--steps", type=_at_least_one, default=25, help="de-tokenizer sampling steps")
+        parser.add_argument("--temperature", type=float, help="sample at this temperature (default: greedy)")
+        parser.add_argument("--top-p", type=float, help="nucleus sampling")
+        parser.add_argument("--top-k", type=int, help="top-k sampling")
+        parser.add_argument("--beams", type=_at_least_one, default=1, help="beam search width (default 1)")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--json", action="store_true", help="one JSON object per result")
+
+    gn = sub.add_parser("generate", help="text → image with SEED-LLaMA")
+    gn.add_argument("prompts", nargs="+", help="what to draw, e.g. 'a small red circle in the top left'")
+    gn.add_argument("-o", "--output", required=True, help="output PNG (one prompt) or directory (several)")
+    gn.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance on image tokens (1 = off)")
+    gn.add_argument("--unconstrained", action="store_true",
+                    help="let the LLM write image spans freely (the paper's setting; may yield no valid image)")
+    llm_args(gn, images=True)
+    gn.set_defaults(func=cmd_generate)
+
+    cp = sub.add_parser("caption", help="image → canonical caption with SEED-LLaMA")
+    cp.add_argument("images", nargs="+", help="image files")
+    llm_args(cp, images=False)
+    cp.set_defaults(func=cmd_caption)
+
     train = sub.add_parser("train", help="train a stage on the shapes world")
     tsub = train.add_subparsers(dest="stage", required=True, parser_class=_Parser, metavar="STAGE")
     tt = tsub.add_parser("tokenizer", help="stage 0 (tiny CLIP), I (causal Q-Former), II (codebook + heads)")
@@ -383,6 +507,15 @@ def build_parser() -> argparse.ArgumentParser:
     td.add_argument("--seed", type=int, default=0)
     td.add_argument("--quiet", action="store_true", help="no progress bars")
     td.set_defaults(func=cmd_train_detokenizer)
+
+    tl = tsub.add_parser("llm", help="SEED-LLaMA: text LLM from scratch, then LoRA (stage 1) and full fine-tune (stage 2)")
+    tl.add_argument("--preset", default="shapes-tiny")
+    tl.add_argument("--out", required=True, help="run directory (resumes; world/ and codes/ data are made once)")
+    tl.add_argument("--tokenizer", help="frozen image tokenizer (default: shipped)")
+    tl.add_argument("--detokenizer", help="de-tokenizer the saved LLM draws with (default: shipped)")
+    tl.add_argument("--seed", type=int, default=0)
+    tl.add_argument("--quiet", action="store_true", help="no progress bars")
+    tl.set_defaults(func=cmd_train_llm)
 
     rc = sub.add_parser("reconstruct", help="image → 32 codes → image")
     rc.add_argument("images", nargs="+", help="image files")
@@ -416,6 +549,16 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--sheet", help="write a PNG of originals beside reconstructions here")
     ed.add_argument("--json", action="store_true")
     ed.set_defaults(func=cmd_eval_detokenizer)
+
+    el = esub.add_parser("llm", help="SEED-LLaMA: captioning, text-to-image, valid-image rates")
+    el.add_argument("--llm", help="SEED-LLaMA directory (default: shipped)")
+    el.add_argument("--clip", help="frozen towers for CLIP-sim and code retrieval (default: shipped)")
+    el.add_argument("--n", type=_at_least_one, default=500, help="held-out scenes (default 500)")
+    el.add_argument("--guidance", type=float, default=3.0, help="guidance on image tokens (default 3)")
+    el.add_argument("--steps", type=_at_least_one, default=25, help="de-tokenizer sampling steps")
+    el.add_argument("--sheet", help="write a PNG of prompts' renders beside generated images here")
+    el.add_argument("--json", action="store_true")
+    el.set_defaults(func=cmd_eval_llm)
 
     cv = sub.add_parser("convert", help="convert an official checkpoint into a seedmm directory")
     cv.add_argument("model", choices=["seed-v2", "seed-v1"], help="which official model the file holds")

@@ -41,7 +41,7 @@ class TokenizerRecipe:
     causal: bool = True
     stage0: LoopConfig = field(default_factory=lambda: LoopConfig(steps=300, lr=1e-3, warmup=40, eval_every=100))
     stage1: LoopConfig = field(default_factory=lambda: LoopConfig(steps=300, lr=5e-4, warmup=50, eval_every=100))
-    stage2: LoopConfig = field(default_factory=lambda: LoopConfig(steps=1300, lr=1e-3, warmup=50, eval_every=260))
+    stage2: LoopConfig = field(default_factory=lambda: LoopConfig(steps=1800, lr=1e-3, warmup=50, eval_every=360))
     batch0: int = 128
     batch1: int = 128
     batch2: int = 128
@@ -51,7 +51,11 @@ class TokenizerRecipe:
     # Beyond the paper: stage I's contrastive loss also on the embedding reconstructed from codes.
     # The mean cosine over 32 tokens reaches 0.99 while retrieval from codes stays near 35%: the
     # last query carries the fine distinctions and this term makes the codes keep them.
-    code_contrastive_weight: float = 2.0
+    code_contrastive_weight: float = 3.0
+    # The v1 Reverse Q-Former (77 queries) is 2/3 of a stage II step at batch 128; its MSE on the
+    # first rows of each batch only makes a step 1.7x cheaper (0 = all rows); the time saved buys
+    # 1,800 instead of 1,300 steps, which is what lifts retrieval from codes over 80%.
+    v1_rows: int = 32
     seed: int = 0
 
 
@@ -230,7 +234,8 @@ def train_stage2(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, tok: Seed
             loss = loss + 0.5 * mse2
             logs["mse_v2"] = float(mse2)
         if cfg.v1_head:
-            mse1 = F.mse_loss(tok.reverse_from_decoded(decoded), data["text_tokens"][rows])
+            k = recipe.v1_rows or len(rows)
+            mse1 = F.mse_loss(tok.reverse_from_decoded(decoded[:k]), data["text_tokens"][rows[:k]])
             loss = loss + 0.5 * mse1
             logs["mse_v1"] = float(mse1)
         return loss, logs

@@ -1,0 +1,88 @@
+"""Pretokenized code shards: image shards run once through the SEED tokenizer (`seedmm pretokenize`).
+
+The papers never run the image tokenizer inside LLM training; neither does seedmm. Each input
+shard `IN/…/name.tar` becomes `OUT/…/name.tar` with the same samples in the same order, each one
+`{key}.json` = the input's metadata plus `"codes"`: one list of 32 codes per image.
+
+Resuming: an output shard is written to `name.tar.partial` and renamed when complete, and shards
+whose output exists are skipped, so a killed run restarted with the same arguments neither loses
+nor duplicates a sample. `OUT/codes.json` records which tokenizer produced the codes; a restart
+with a different tokenizer is refused instead of mixing codes of two codebooks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..world.scene import WorldError
+from .shards import ensure_writable_dir, read_samples, shard_files
+
+
+def tokenizer_fingerprint(directory: str | Path) -> str:
+    """The BLAKE2b of the tokenizer's weights file: identifies the codebook the codes index."""
+    from ..models.persistence import WEIGHTS_NAME
+
+    return hashlib.blake2b((Path(directory) / WEIGHTS_NAME).read_bytes(), digest_size=16).hexdigest()
+
+
+def pretokenize(in_path: str | os.PathLike, out: str | os.PathLike, tokenizer_dir: str | Path, batch: int = 64,
+                progress: bool = True) -> dict:
+    """Encode every image of every shard under `in_path`; returns {"shards", "skipped", "samples"}."""
+    import webdataset as wds
+    from tqdm import tqdm
+
+    from ..models.tokenizer import SeedTokenizer
+
+    in_root = Path(in_path)
+    files = shard_files(in_root)
+    if not files:
+        raise WorldError(f"no .tar shards under {str(in_root)!r}")
+    out = ensure_writable_dir(out)
+    stamp = {"format": "seedmm-code-shards/1", "tokenizer": str(tokenizer_dir),
+             "tokenizer_blake2b": tokenizer_fingerprint(tokenizer_dir)}
+    stamp_path = out / "codes.json"
+    if stamp_path.exists():
+        old = json.loads(stamp_path.read_text())
+        if old.get("tokenizer_blake2b") != stamp["tokenizer_blake2b"]:
+            raise WorldError(f"{str(out)!r} holds codes of another tokenizer ({old.get('tokenizer')}); "
+                             "use a new output directory")
+    stamp_path.write_text(json.dumps(stamp, indent=2) + "\n")
+    tokenizer = SeedTokenizer.from_pretrained(tokenizer_dir)
+    done = {"shards": 0, "skipped": 0, "samples": 0}
+    bar = tqdm(files, desc="pretokenize", unit="shard", disable=not progress)
+    for shard in bar:
+        target = out / (shard.relative_to(in_root) if in_root.is_dir() else shard.name)
+        if target.exists():
+            done["skipped"] += 1
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        samples = list(read_samples(shard))
+        images = [im for s in samples for im in s["images"]]
+        codes = [c for k in range(0, len(images), batch) for c in tokenizer.encode(images[k:k + batch]).tolist()]
+        with open(partial, "wb") as f, wds.TarWriter(f, encoder=False, mtime=0.0) as sink:
+            at = 0
+            for s in samples:
+                n = len(s["images"])
+                meta = {**s["meta"], "codes": codes[at:at + n]}
+                at += n
+                sink.write({"__key__": s["key"], "json": json.dumps(meta, sort_keys=True).encode()})
+        os.replace(partial, target)
+        done["shards"] += 1
+        done["samples"] += len(samples)
+    return done
+
+
+def read_code_records(path: str | os.PathLike) -> Iterator[dict]:
+    """Yield the metadata dicts (with "codes") of code shards, in shard order."""
+    import webdataset as wds
+
+    files = [f for f in shard_files(path)]
+    if not files:
+        return
+    for sample in wds.WebDataset([str(f) for f in files], shardshuffle=False, empty_check=False):
+        yield json.loads(sample["json"])

@@ -1,0 +1,411 @@
+"""SEED-LLaMA: a stock `transformers.LlamaForCausalLM` whose vocabulary also holds the image codes.
+
+Vocabulary, laid out exactly as SEED-LLaMA's: the text tokenizer's ids [0, V), then the code tokens
+`<img_00000>`…`<img_{N−1}>` at V…V+N−1, then `<img>` (V+N) and `</img>` (V+N+1). An image in a
+sequence is `<img>` + 32 code tokens + `</img>`. Official 8B/14B: V 32000, N 8192 → 40194 ids.
+
+Generation runs through transformers' `generate` (KV cache, greedy / sampling / beam) with two
+logits processors of ours: `ImageSpanConstraint` (after `<img>` only codes, exactly 32, then
+`</img>`) and `ImageTokenGuidance` (classifier-free guidance applied on image tokens only, the
+unconditional branch being `<s><img>` + the codes so far, as SEED's T2I evaluation does).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessor, LogitsProcessorList
+from transformers.generation.logits_process import UnbatchedClassifierFreeGuidanceLogitsProcessor
+
+IMAGE_TOKEN = "<img_{:05d}>"
+BOI, EOI = "<img>", "</img>"
+TOKENS_PER_IMAGE = 32
+PRESETS = ("shapes-tiny", "seed-llama-8b", "seed-llama-14b")
+
+
+@dataclass
+class SeedLlamaPreset:
+    """The LLM's shape. `text_vocab_size` is the text tokenizer's size (the tiny BPE's is known after
+    training it, so the tiny preset leaves it 0 until then)."""
+
+    text_vocab_size: int
+    num_image_codes: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    intermediate_size: int
+    max_positions: int
+
+    @property
+    def vocab_size(self) -> int:
+        return self.text_vocab_size + self.num_image_codes + 2
+
+    def llama_config(self, text_vocab_size: int | None = None) -> LlamaConfig:
+        vocab = (text_vocab_size or self.text_vocab_size) + self.num_image_codes + 2
+        return LlamaConfig(vocab_size=vocab, hidden_size=self.hidden_size, num_hidden_layers=self.num_layers,
+                           num_attention_heads=self.num_heads, num_key_value_heads=self.num_heads,
+                           intermediate_size=self.intermediate_size, max_position_embeddings=self.max_positions,
+                           rms_norm_eps=1e-6 if self.hidden_size < 1024 else 1e-5, tie_word_embeddings=False,
+                           bos_token_id=1, eos_token_id=2, pad_token_id=0)
+
+
+def preset(name: str) -> SeedLlamaPreset:
+    if name == "shapes-tiny":
+        return SeedLlamaPreset(0, 1024, hidden_size=256, num_layers=4, num_heads=4, intermediate_size=704,
+                               max_positions=512)
+    if name == "seed-llama-8b":  # Vicuna-7B v1.1 (LLaMA-7B shapes)
+        return SeedLlamaPreset(32000, 8192, hidden_size=4096, num_layers=32, num_heads=32, intermediate_size=11008,
+                               max_positions=2048)
+    if name == "seed-llama-14b":  # LLaMA2-13B-chat
+        return SeedLlamaPreset(32000, 8192, hidden_size=5120, num_layers=40, num_heads=40, intermediate_size=13824,
+                               max_positions=4096)
+    raise ValueError(f"unknown LLM preset {name!r}; choose from {', '.join(PRESETS)}")
+
+
+# ---------------------------------------------------------------- vocabulary
+
+@dataclass
+class Decoded:
+    """A generated id sequence read back: `parts` in order (text strings and 32-code lists), and a
+    one-line reason for every span or token that was dropped."""
+
+    parts: list = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return " ".join(p.strip() for p in self.parts if isinstance(p, str) and p.strip())
+
+    @property
+    def images(self) -> list[list[int]]:
+        return [p for p in self.parts if not isinstance(p, str)]
+
+
+class MultimodalTokenizer:
+    """A transformers text tokenizer with SEED's image tokens appended after its text vocabulary."""
+
+    def __init__(self, text_tokenizer, num_image_codes: int):
+        self.text = text_tokenizer
+        self.num_image_codes = num_image_codes
+        names = [IMAGE_TOKEN.format(i) for i in range(num_image_codes)] + [BOI, EOI]
+        known = text_tokenizer.convert_tokens_to_ids(names[:1])[0]
+        if known is None or known == text_tokenizer.unk_token_id:
+            self.text_vocab_size = len(text_tokenizer)
+            text_tokenizer.add_tokens(names, special_tokens=True)
+        else:
+            self.text_vocab_size = known
+        ids = text_tokenizer.convert_tokens_to_ids([names[0], names[-3], BOI, EOI])
+        expected = [self.text_vocab_size, self.text_vocab_size + num_image_codes - 1,
+                    self.text_vocab_size + num_image_codes, self.text_vocab_size + num_image_codes + 1]
+        if ids != expected:
+            raise ValueError(f"image tokens are not laid out after the text vocabulary: ids {ids}, expected {expected}")
+        self.code_offset = self.text_vocab_size
+        self.boi_id, self.eoi_id = expected[2], expected[3]
+        self.bos_id, self.eos_id = text_tokenizer.bos_token_id, text_tokenizer.eos_token_id
+        self.pad_id = text_tokenizer.pad_token_id if text_tokenizer.pad_token_id is not None else text_tokenizer.unk_token_id
+
+    @property
+    def vocab_size(self) -> int:
+        return self.text_vocab_size + self.num_image_codes + 2
+
+    def is_code(self, token_id: int) -> bool:
+        return self.code_offset <= token_id < self.code_offset + self.num_image_codes
+
+    # ------------------------------------------------------------ encoding
+    def image_ids(self, codes) -> list[int]:
+        codes = [int(c) for c in (codes.tolist() if isinstance(codes, torch.Tensor) else codes)]
+        if len(codes) != TOKENS_PER_IMAGE or min(codes) < 0 or max(codes) >= self.num_image_codes:
+            raise ValueError(f"an image is {TOKENS_PER_IMAGE} codes in [0, {self.num_image_codes}), got {len(codes)} "
+                             f"codes in [{min(codes, default=0)}, {max(codes, default=0)}]")
+        return [self.boi_id, *(self.code_offset + c for c in codes), self.eoi_id]
+
+    def image_span_text(self, codes) -> str:
+        """The official string form of an image, `<img><img_00012>…</img>`."""
+        return "".join(self.text.convert_ids_to_tokens(self.image_ids(codes)))
+
+    def encode(self, parts, bos: bool = True, eos: bool = False) -> list[int]:
+        """Interleaved parts (text strings; images as 32 codes) → ids. A string may itself contain
+        official `<img><img_…>…</img>` spans: they map onto the same ids."""
+        ids = [self.bos_id] if bos else []
+        for part in ([parts] if isinstance(parts, str) else parts):
+            if isinstance(part, str):
+                ids += self.text.encode(part, add_special_tokens=False) if part else []
+            else:
+                ids += self.image_ids(part)
+        return ids + ([self.eos_id] if eos else [])
+
+    # ------------------------------------------------------------ decoding
+    def decode(self, ids) -> Decoded:
+        """Ids → text and images. A span is kept only if `<img>` is followed by exactly 32 codes and
+        `</img>` (the SEED demo's rule); anything else is dropped and reported. `<s>`, `</s>` and
+        padding are not text."""
+        ids = [int(i) for i in (ids.tolist() if isinstance(ids, torch.Tensor) else ids)]
+        out, text, i = Decoded(), [], 0
+        skip = {self.bos_id, self.eos_id, self.pad_id}
+
+        def flush():
+            if text:
+                out.parts.append(self.text.decode(text, skip_special_tokens=True))
+                text.clear()
+
+        while i < len(ids):
+            t = ids[i]
+            if t == self.boi_id:
+                j = i + 1
+                while j < len(ids) and self.is_code(ids[j]):
+                    j += 1
+                n = j - i - 1
+                closed = j < len(ids) and ids[j] == self.eoi_id
+                if closed and n == TOKENS_PER_IMAGE:
+                    flush()
+                    out.parts.append([c - self.code_offset for c in ids[i + 1:j]])
+                else:
+                    out.dropped.append(f"image span with {n} codes{'' if closed else ', not closed'} "
+                                       f"(an image is {TOKENS_PER_IMAGE} codes)")
+                i = j + 1 if closed else j
+            elif t == self.eoi_id or self.is_code(t):
+                out.dropped.append(f"{'</img>' if t == self.eoi_id else 'image code'} outside an image span")
+                i += 1
+            else:
+                if t not in skip:
+                    text.append(t)
+                i += 1
+        flush()
+        return out
+
+    # ------------------------------------------------------------ persistence
+    def save_pretrained(self, directory: str | Path) -> None:
+        self.text.save_pretrained(str(directory))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, num_image_codes: int) -> MultimodalTokenizer:
+        from transformers import AutoTokenizer
+
+        return cls(AutoTokenizer.from_pretrained(str(directory)), num_image_codes)
+
+
+def train_text_tokenizer(texts, vocab_size: int = 384):
+    """The tiny preset's text tokenizer: a byte-fallback-free BPE (HF `tokenizers`) with LLaMA's
+    special tokens (<unk> 0, <s> 1, </s> 2) and SentencePiece-style spaces (▁), trained on world text."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    bpe.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False)
+    bpe.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+                                   pad_token="<unk>", clean_up_tokenization_spaces=False)
+
+
+# ---------------------------------------------------------------- generation
+
+def image_span_state(input_ids: torch.Tensor, tok: MultimodalTokenizer) -> torch.Tensor:
+    """Per row: −1 outside an image span, else the number of tokens written since the open `<img>`."""
+    pos = torch.arange(input_ids.shape[1], device=input_ids.device)
+    last_boi = torch.where(input_ids == tok.boi_id, pos, -1).max(1).values
+    last_eoi = torch.where(input_ids == tok.eoi_id, pos, -1).max(1).values
+    inside = last_boi > last_eoi
+    return torch.where(inside, input_ids.shape[1] - 1 - last_boi, -1)
+
+
+class ImageSpanConstraint(LogitsProcessor):
+    """Inside a span: only code tokens until 32, then only `</img>`. Outside: no codes, no `</img>`."""
+
+    def __init__(self, tok: MultimodalTokenizer):
+        self.tok = tok
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        state = image_span_state(input_ids, self.tok)
+        lo, hi = self.tok.code_offset, self.tok.code_offset + self.tok.num_image_codes
+        allowed = torch.zeros_like(scores, dtype=torch.bool)
+        outside, filling, full = state < 0, (state >= 0) & (state < TOKENS_PER_IMAGE), state >= TOKENS_PER_IMAGE
+        allowed[outside] = True
+        allowed[outside, lo:hi] = False
+        allowed[outside, self.tok.eoi_id] = False
+        allowed[filling, lo:hi] = True
+        allowed[full, self.tok.eoi_id] = True
+        return scores.masked_fill(~allowed, float("-inf"))
+
+
+class ImageTokenGuidance(UnbatchedClassifierFreeGuidanceLogitsProcessor):
+    """Classifier-free guidance on image tokens only (text tokens keep the conditional scores):
+    log p_uncond + s·(log p_cond − log p_uncond), the unconditional branch being `unconditional_ids`
+    (`<s><img>` for text-to-image) followed by every generated token, with its own KV cache."""
+
+    def __init__(self, guidance_scale: float, model, tok: MultimodalTokenizer, unconditional_ids: torch.LongTensor):
+        super().__init__(guidance_scale, model, unconditional_ids)
+        self.tok = tok
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        scores = torch.log_softmax(scores, dim=-1)
+        uncond = torch.log_softmax(self.get_unconditional_logits(input_ids)[:, -1], dim=-1)
+        inside = (image_span_state(input_ids, self.tok) >= 0)[:, None]
+        return torch.where(inside, uncond + self.guidance_scale * (scores - uncond), scores)
+
+
+@dataclass
+class GenerationOptions:
+    max_new_tokens: int = 64
+    do_sample: bool = False  # greedy unless sampling or beams are asked for
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    num_beams: int = 1
+    constrain_images: bool = True
+    image_guidance_scale: float = 1.0
+    force_image: bool = False  # append `<img>` to the prompt: the reply starts with an image
+    seed: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class SeedLlama:
+    """The LLM, its multimodal tokenizer, and (for images) the SEED tokenizer and de-tokenizer."""
+
+    def __init__(self, model: LlamaForCausalLM, tokenizer: MultimodalTokenizer, image_tokenizer=None,
+                 detokenizer=None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.image_tokenizer = image_tokenizer
+        self.detokenizer = detokenizer
+
+    # ------------------------------------------------------------ persistence
+    def save_pretrained(self, directory: str | Path, image_tokenizer: str | None = None,
+                        detokenizer: str | None = None, image_tokenizer_blake2b: str | None = None) -> None:
+        """transformers layout (AutoModelForCausalLM / AutoTokenizer open it) + `seedmm.json` naming the
+        image tokenizer and de-tokenizer directories (relative to this one) and the tokenizer's
+        fingerprint: codes of another codebook would be read as nonsense, so a mismatch is refused."""
+        directory = Path(directory)
+        self.model.save_pretrained(str(directory))
+        self.tokenizer.save_pretrained(directory)
+        (directory / "seedmm.json").write_text(json.dumps({
+            "num_image_codes": self.tokenizer.num_image_codes, "tokens_per_image": TOKENS_PER_IMAGE,
+            "image_tokenizer": image_tokenizer, "image_tokenizer_blake2b": image_tokenizer_blake2b,
+            "detokenizer": detokenizer}, indent=2) + "\n")
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, image_tokenizer=None, detokenizer=None,
+                        device: str = "cpu") -> SeedLlama:
+        """`image_tokenizer` / `detokenizer`: directories or loaded models. By default `../tokenizer` and
+        `../detokenizer` beside this directory (the layout of checkpoints/shapes-tiny), else the
+        paths `seedmm.json` recorded at training time. They are loaded on first use."""
+        directory = Path(directory)
+        meta_path = directory / "seedmm.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"no SEED-LLaMA at {str(directory)!r} (expected seedmm.json beside a "
+                                    "transformers model)")
+        meta = json.loads(meta_path.read_text())
+        model = LlamaForCausalLM.from_pretrained(str(directory), dtype=torch.float32).to(device)
+        llm = cls(model, MultimodalTokenizer.from_pretrained(directory, meta["num_image_codes"]))
+        llm._sources = {"image_tokenizer": image_tokenizer or _find_part(directory, meta.get("image_tokenizer"), "tokenizer"),
+                        "detokenizer": detokenizer or _find_part(directory, meta.get("detokenizer"), "detokenizer"),
+                        "image_tokenizer_blake2b": meta.get("image_tokenizer_blake2b")}
+        return llm
+
+    def _part(self, name: str):
+        """The image tokenizer or de-tokenizer, loaded on first use."""
+        if getattr(self, name) is None:
+            sources = getattr(self, "_sources", {})
+            where = sources.get(name)
+            if where is None:
+                raise ValueError(f"this SEED-LLaMA has no {name.replace('_', ' ')}: pass {name}= to from_pretrained")
+            if isinstance(where, (str, Path)):
+                if name == "image_tokenizer":
+                    from ..data.codes import tokenizer_fingerprint
+                    from .tokenizer import SeedTokenizer
+
+                    expected = sources.get("image_tokenizer_blake2b")
+                    if expected and tokenizer_fingerprint(where) != expected:
+                        raise ValueError(f"the image tokenizer at {str(where)!r} is not the one this LLM was "
+                                         "trained on (its codes index another codebook)")
+                    where = SeedTokenizer.from_pretrained(where)
+                else:
+                    from .detokenizer import SeedDetokenizerPipeline
+
+                    where = SeedDetokenizerPipeline.from_pretrained(where)
+                    where.set_progress_bar_config(disable=True)
+            setattr(self, name, where)
+        return getattr(self, name)
+
+    # ------------------------------------------------------------ ids level
+    @torch.no_grad()
+    def generate_ids(self, prompts: list[list[int]], options: GenerationOptions | None = None,
+                     unconditional: list[int] | None = None) -> list[list[int]]:
+        """Continue each prompt (a list of ids); returns the new ids of each, without padding.
+        `unconditional`: the unconditional prompt for image guidance (default `<s><img>`)."""
+        o = options or GenerationOptions()
+        tok = self.tokenizer
+        if o.num_beams > 1 and o.image_guidance_scale != 1.0:
+            raise ValueError("image guidance runs one unconditional branch per row; use it without beam search")
+        if o.force_image:
+            prompts = [p + [tok.boi_id] for p in prompts]
+        width = max(len(p) for p in prompts)
+        ids = torch.tensor([[tok.pad_id] * (width - len(p)) + p for p in prompts])  # left padding
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        processors = LogitsProcessorList()
+        if o.image_guidance_scale != 1.0:
+            uncond = unconditional or [tok.bos_id, tok.boi_id]
+            processors.append(ImageTokenGuidance(o.image_guidance_scale, self.model, tok,
+                                                 torch.tensor([uncond] * len(prompts))))
+        if o.constrain_images:
+            processors.append(ImageSpanConstraint(tok))
+        if o.seed is not None:
+            torch.manual_seed(o.seed)
+        out = self.model.generate(
+            input_ids=ids, attention_mask=mask, logits_processor=processors, max_new_tokens=o.max_new_tokens,
+            do_sample=o.do_sample, temperature=o.temperature if o.do_sample else None,
+            top_p=o.top_p if o.do_sample else None, top_k=o.top_k if o.do_sample else None, num_beams=o.num_beams,
+            pad_token_id=tok.pad_id, eos_token_id=tok.eos_id, bos_token_id=tok.bos_id)
+        replies = []
+        for row in out[:, width:].tolist():
+            end = row.index(tok.eos_id) + 1 if tok.eos_id in row else len(row)
+            replies.append(([tok.boi_id] if o.force_image else []) + row[:end])
+        return replies
+
+    # ------------------------------------------------------------ images in, text out
+    def caption(self, images, options: GenerationOptions | None = None) -> list[str]:
+        """Images → canonical captions (pretraining format: `<s>{image}` → `{caption}</s>`)."""
+        codes = self._part("image_tokenizer").encode(images)
+        prompts = [self.tokenizer.encode([c]) for c in codes]
+        return [self.tokenizer.decode(r).text for r in self.generate_ids(prompts, options or GenerationOptions(40))]
+
+    # ------------------------------------------------------------ text in, images out
+    def generate_codes(self, prompts: list[str], options: GenerationOptions | None = None) -> list[list[int] | None]:
+        """Text → 32 codes per prompt (pretraining format: `<s>{caption}<img>` → codes `</img>`); None
+        where no valid image came out (only possible with constraints off)."""
+        o = replace(options or GenerationOptions(), force_image=True, max_new_tokens=TOKENS_PER_IMAGE + 8)
+        replies = self.generate_ids([self.tokenizer.encode(p) for p in prompts], o)
+        images = [self.tokenizer.decode(r).images for r in replies]
+        return [im[0] if im else None for im in images]
+
+    def draw(self, codes, steps: int = 25, guidance_scale: float = 1.0, seed: int | None = 0):
+        """Codes (B, 32) → PIL images through the SEED tokenizer's generation head and the de-tokenizer."""
+        return self._part("image_tokenizer").decode(codes, detokenizer=self._part("detokenizer"),
+                                                    num_inference_steps=steps, guidance_scale=guidance_scale, seed=seed)
+
+    def generate_images(self, prompts: list[str], options: GenerationOptions | None = None, steps: int = 25,
+                        seed: int | None = 0):
+        """Text → images (None where the LLM produced no valid image)."""
+        codes = self.generate_codes(prompts, options)
+        valid = [c for c in codes if c is not None]
+        drawn = iter(self.draw(valid, steps=steps, seed=seed) if valid else [])
+        return [next(drawn) if c is not None else None for c in codes]
+
+
+def _find_part(directory: Path, recorded: str | None, sibling: str) -> Path | None:
+    for candidate in [directory.parent / sibling] + ([directory / recorded] if recorded else []):
+        if (candidate / "config.json").is_file() or (candidate / "model_index.json").is_file():
+            return candidate.resolve()
+    return None
+
+
+def meta_model(name: str) -> LlamaForCausalLM:
+    """A full-size preset instantiated on the meta device (no memory): for shapes and counts."""
+    with torch.device("meta"):
+        return LlamaForCausalLM(preset(name).llama_config())

@@ -1,0 +1,185 @@
+"""SEED-LLaMA pretraining (`seedmm train llm`), the paper's recipe at shapes-world scale.
+
+    data     world shards (caption pairs, stories, videos) exported once and pretokenized once
+             with the frozen SEED tokenizer                                  → OUT/world, OUT/codes
+    base     (tiny only) no pretrained LLaMA can be downloaded, so a text-only LlamaForCausalLM is
+             trained from scratch on the world's sentences, with a BPE trained on the same text:
+             the stand-in for Vicuna / LLaMA-2                                → OUT/base
+    stage 1  vocabulary grown by the image tokens (new rows at the mean embedding), then LoRA
+             (r 16, α 32, dropout 0.05, q/k/v/o/gate/up/down) with embeddings, head and norms
+             trainable; next-token prediction on the multimodal mixture; LoRA merged  → OUT/stage1
+    stage 2  all parameters but the embedding fine-tuned on the same mixture      → OUT/llm
+Batches are one kind of sequence each (caption pairs, stories, videos or text) drawn by mixture
+weight, which buckets by length: padding stays small without packing. Batch s of a stage is a
+pure function of (seed, stage, s), so the loop resumes exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..data.codes import pretokenize, read_code_records, tokenizer_fingerprint
+from ..data.sequences import KINDS, build, pad_batch, text_document, world_texts
+from ..data.shards import export_world
+from ..models.llm import MultimodalTokenizer, SeedLlama, preset, train_text_tokenizer
+from .loop import LoopConfig, train
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass
+class LlmRecipe:
+    preset: str = "shapes-tiny"
+    records: dict = field(default_factory=lambda: {"caption": 40000, "story": 3000, "video": 3000})
+    val_records: int = 256  # caption pairs of the val split, for validation
+    mixture: dict = field(default_factory=lambda: {"caption": 0.7, "story": 0.1, "video": 0.1, "text": 0.1})
+    batch_tokens: int = 4096  # per step, before padding
+    text_vocab_size: int = 384
+    base: LoopConfig = field(default_factory=lambda: LoopConfig(steps=150, lr=2e-3, warmup=20))
+    stage1: LoopConfig = field(default_factory=lambda: LoopConfig(steps=500, lr=2e-3, warmup=40, eval_every=250))
+    stage2: LoopConfig = field(default_factory=lambda: LoopConfig(steps=1300, lr=1e-3, warmup=40, eval_every=325,
+                                                                  save_every=325))
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    seed: int = 0
+
+
+# ---------------------------------------------------------------- data
+
+def prepare_data(out: Path, recipe: LlmRecipe, tokenizer_dir: Path, progress: bool = True) -> dict[str, dict]:
+    """Export (once) and pretokenize (resumably) the world records; returns {split: {kind: [records]}}."""
+    world = out / "world"
+    for split, counts in (("train", recipe.records), ("val", {"caption": recipe.val_records})):
+        for task, n in counts.items():
+            manifest = world / "manifest.json"
+            have = json.loads(manifest.read_text()).get("splits", {}).get(split, {}).get(task) if manifest.exists() else None
+            if not have or have["n"] != n or have["seed"] != recipe.seed:
+                export_world([task], n, recipe.seed, world, split, progress=progress)
+    pretokenize(world, out / "codes", tokenizer_dir, progress=progress)
+    records: dict[str, dict] = {"train": {}, "val": {}}
+    for r in read_code_records(out / "codes"):
+        records[r["split"]].setdefault(r["task"], []).append(r)
+    return records
+
+
+class Mixture:
+    """Batch s of a stage: a kind drawn by weight, then records drawn uniformly; a pure function of
+    (seed, stage, s). Each kind's batch size fills `batch_tokens` at its typical length."""
+
+    def __init__(self, tok: MultimodalTokenizer, records: dict, recipe: LlmRecipe, stage: str,
+                 kinds: dict[str, float] | None = None):
+        self.tok, self.records, self.recipe, self.stage = tok, records, recipe, stage
+        self.texts = world_texts(records)
+        self.weights = {k: w for k, w in (kinds or recipe.mixture).items() if w > 0}
+        rng = random.Random(0)
+        self.batch = {}
+        for kind in self.weights:
+            lengths = [len(build(kind, tok, records, self.texts, i, rng)) for i in range(32)]
+            self.batch[kind] = max(1, recipe.batch_tokens * len(lengths) // sum(lengths))
+
+    def __call__(self, step: int) -> dict[str, torch.Tensor]:
+        rng = random.Random(f"llm/{self.recipe.seed}/{self.stage}/{step}")
+        kind = rng.choices(list(self.weights), weights=list(self.weights.values()))[0]
+        size = len(self.texts) if kind == "text" else len(self.records[kind])
+        return pad_batch([build(kind, self.tok, self.records, self.texts, rng.randrange(size), rng)
+                          for _ in range(self.batch[kind])], self.tok.pad_id)
+
+
+def validation_batch(tok: MultimodalTokenizer, val_records: dict) -> dict[str, torch.Tensor]:
+    """Every val caption pair in both directions, canonical captions."""
+    seqs = []
+    for r in val_records["caption"]:
+        seqs += [tok.encode([r["caption"], r["codes"][0]], eos=True), tok.encode([r["codes"][0], r["caption"]], eos=True)]
+    return pad_batch(seqs, tok.pad_id)
+
+
+def batch_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    return model(**batch).loss
+
+
+# ---------------------------------------------------------------- stages
+
+def train_base(out: Path, recipe: LlmRecipe, texts: list[str], progress: bool = True):
+    """A text-only LLaMA from scratch on world sentences (the tiny preset's pretrained LLM)."""
+    from transformers import LlamaForCausalLM
+
+    text_tok = train_text_tokenizer(texts, recipe.text_vocab_size)
+    shape = preset(recipe.preset)
+    config = shape.llama_config(len(text_tok))
+    config.vocab_size = len(text_tok)  # text only: image tokens come with stage 1
+    torch.manual_seed(recipe.seed)
+    model = LlamaForCausalLM(config)
+    tok = MultimodalTokenizer(text_tok, shape.num_image_codes)  # only used to encode text here
+    per_batch = max(1, recipe.batch_tokens // 24)
+
+    def loss_fn(step: int):
+        rng = random.Random(f"llm/{recipe.seed}/base/{step}")
+        return batch_loss(model, pad_batch([text_document(tok, rng.choice(texts)) for _ in range(per_batch)],
+                                           tok.pad_id)), {}
+
+    train("llm-base", model, loss_fn, recipe.base, out / "base", None, progress)
+    model.save_pretrained(str(out / "base" / "model"))
+    text_tok.save_pretrained(str(out / "base" / "model"))
+    # Stage 1 starts from the saved directory, as from any pretrained LLaMA (and resizing the
+    # vocabulary of a model that has run backward trips autograd's cached parameter shapes).
+    return LlamaForCausalLM.from_pretrained(str(out / "base" / "model"), dtype=torch.float32), tok
+
+
+def _validator(model, batch):
+    def validate():
+        return {"val_loss": float(batch_loss(model, batch))}
+    return validate
+
+
+def train_stage1(out: Path, recipe: LlmRecipe, model, tok: MultimodalTokenizer, records: dict,
+                 progress: bool = True):
+    from peft import LoraConfig, get_peft_model
+
+    model.resize_token_embeddings(tok.vocab_size, mean_resizing=True)
+    peft_model = get_peft_model(model, LoraConfig(r=recipe.lora_r, lora_alpha=recipe.lora_alpha,
+                                                  lora_dropout=recipe.lora_dropout, target_modules=list(LORA_TARGETS)))
+    for name, p in peft_model.named_parameters():
+        if any(k in name for k in ("embed_tokens", "lm_head", "norm")):
+            p.requires_grad_(True)
+    mixture = Mixture(tok, records["train"], recipe, "stage1")
+    val = validation_batch(tok, records["val"])
+    train("llm-stage1-lora", peft_model, lambda s: (batch_loss(peft_model, mixture(s)), {}), recipe.stage1,
+          out / "stage1", _validator(peft_model, val), progress)
+    return peft_model.merge_and_unload()
+
+
+def train_stage2(out: Path, recipe: LlmRecipe, model, tok: MultimodalTokenizer, records: dict,
+                 progress: bool = True):
+    for name, p in model.named_parameters():
+        p.requires_grad_("embed_tokens" not in name)
+    mixture = Mixture(tok, records["train"], recipe, "stage2")
+    val = validation_batch(tok, records["val"])
+    train("llm-stage2-full", model, lambda s: (batch_loss(model, mixture(s)), {}), recipe.stage2,
+          out / "stage2", _validator(model, val), progress)
+    return model
+
+
+def train_llm(out: str | Path, tokenizer_dir: str | Path, detokenizer_dir: str | Path | None = None,
+              recipe: LlmRecipe | None = None, progress: bool = True) -> Path:
+    """All stages; the result `OUT/llm` opens with `SeedLlama.from_pretrained` and with
+    `AutoModelForCausalLM` / `AutoTokenizer`."""
+    recipe = recipe or LlmRecipe()
+    out, tokenizer_dir = Path(out), Path(tokenizer_dir)
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    records = prepare_data(out, recipe, tokenizer_dir, progress)
+    model, tok = train_base(out, recipe, world_texts(records["train"]), progress)
+    model = train_stage1(out, recipe, model, tok, records, progress)
+    model = train_stage2(out, recipe, model, tok, records, progress)
+    target = out / "llm"
+    relative = (lambda p: None if p is None else os.path.relpath(Path(p).resolve(), target.resolve()))
+    SeedLlama(model, tok).save_pretrained(target, image_tokenizer=relative(tokenizer_dir),
+                                          detokenizer=relative(detokenizer_dir),
+                                          image_tokenizer_blake2b=tokenizer_fingerprint(tokenizer_dir))
+    return target

@@ -1,0 +1,174 @@
+"""SEED-LLaMA: vocabulary layout, span decoding, constrained and guided generation, pretokenization,
+the full-size presets, and a tiny end-to-end training run (real transformers / peft models, no mocks)."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from seedmm.data.world_samples import make_record
+from seedmm.models.llm import (
+    EOI,
+    GenerationOptions,
+    ImageSpanConstraint,
+    ImageTokenGuidance,
+    LlamaForCausalLM,
+    MultimodalTokenizer,
+    SeedLlama,
+    meta_model,
+    preset,
+    train_text_tokenizer,
+)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    texts = []
+    for i in range(300):
+        meta = make_record("caption", "train", i, 0).meta
+        texts += [meta["caption"], meta["paraphrase"]]
+    return MultimodalTokenizer(train_text_tokenizer(texts), num_image_codes=1024)
+
+
+@pytest.fixture(scope="module")
+def random_llm(tok):
+    torch.manual_seed(0)
+    return SeedLlama(LlamaForCausalLM(preset("shapes-tiny").llama_config(tok.text_vocab_size)), tok)
+
+
+def test_official_vocabulary_layout(shared_fixtures):
+    """A 32,000-token LLaMA-style text tokenizer grows exactly into the official 40,194 ids."""
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    facts = json.loads((shared_fixtures / "official/seed_llama_vocab.json").read_text())["seed_llama"]
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{f"w{i}": i for i in range(3, 32000)}}
+    text = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="<unk>")),
+                                   unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+    tok = MultimodalTokenizer(text, facts["num_image_codes"]["value"])
+    assert tok.vocab_size == facts["vocab_size"]["value"] == len(text)
+    for token, entry in facts["token_id_table"].items():
+        assert text.convert_tokens_to_ids(token) == entry["id"], token
+    assert tok.code_offset == facts["image_id_shift"]["value"]
+
+
+def test_full_size_presets_on_meta_device():
+    """LLaMA-7B (6,738,415,616) and LLaMA-2-13B (13,015,864,320) plus 8,194 rows in embedding and head."""
+    for name, base, hidden in (("seed-llama-8b", 6_738_415_616, 4096), ("seed-llama-14b", 13_015_864_320, 5120)):
+        model = meta_model(name)
+        assert model.config.vocab_size == 40194
+        assert sum(p.numel() for p in model.parameters()) == base + 2 * 8194 * hidden
+
+
+def test_interleaved_encode_decode(tok):
+    codes = list(range(100, 132))
+    ids = tok.encode(["a small red circle in the top left", codes, "then more"], eos=True)
+    assert ids[0] == tok.bos_id and ids[-1] == tok.eos_id
+    assert ids.count(tok.boi_id) == 1 and ids[ids.index(tok.boi_id) + 33] == tok.eoi_id
+    decoded = tok.decode(ids)
+    assert decoded.images == [codes] and decoded.dropped == []
+    assert decoded.text == "a small red circle in the top left then more"
+    # the official string form of a span maps onto the same ids
+    assert tok.encode(tok.image_span_text(codes), bos=False) == tok.image_ids(codes)
+    with pytest.raises(ValueError, match="32 codes"):
+        tok.image_ids(codes[:31])
+    with pytest.raises(ValueError, match="32 codes"):
+        tok.image_ids(codes[:31] + [1024])
+
+
+def test_decode_reports_what_it_drops(tok):
+    short = [tok.boi_id] + [tok.code_offset + 1] * 31 + [tok.eoi_id]
+    stray = [tok.eoi_id, tok.code_offset + 5]
+    unclosed = [tok.boi_id] + [tok.code_offset] * 32
+    decoded = tok.decode(tok.encode("a small red circle") + short + stray + tok.image_ids([7] * 32) + unclosed)
+    assert decoded.images == [[7] * 32]
+    assert decoded.text == "a small red circle"
+    assert decoded.dropped == ["image span with 31 codes (an image is 32 codes)", "</img> outside an image span",
+                               "image code outside an image span",
+                               "image span with 32 codes, not closed (an image is 32 codes)"]
+
+
+def test_constrained_spans_are_always_valid(tok, random_llm):
+    """An untrained LLM writes garbage; with the constraint every reply still holds one valid image."""
+    prompts = ["a small red circle in the top left", "a large blue square on the left and a small cyan triangle"]
+    free = random_llm.generate_codes(prompts, GenerationOptions(constrain_images=False))
+    assert free == [None, None]  # random weights do not close a 32-code span by themselves
+    for options in (GenerationOptions(), GenerationOptions(num_beams=3),
+                    GenerationOptions(do_sample=True, temperature=1.5, top_k=50, top_p=0.9, seed=3),
+                    GenerationOptions(image_guidance_scale=3.0)):
+        codes = random_llm.generate_codes(prompts, options)
+        assert all(c is not None and len(c) == 32 and all(0 <= x < 1024 for x in c) for c in codes)
+    constraint = ImageSpanConstraint(tok)
+    scores = torch.zeros(3, tok.vocab_size)
+    rows = [tok.encode("a red"), tok.encode("a") + [tok.boi_id], [1] + tok.image_ids([0] * 32)[:-1]]
+    rows = torch.tensor([[tok.pad_id] * (34 - len(r)) + r for r in rows])  # left-padded, as generate sees them
+    allowed = torch.isfinite(constraint(rows, scores))
+    assert allowed[0, tok.boi_id] and not allowed[0, tok.eoi_id]  # outside: no codes, no </img>
+    assert not allowed[0, tok.code_offset:tok.code_offset + 1024].any()
+    assert allowed[1].sum() == 1024 and allowed[1, tok.code_offset:tok.code_offset + 1024].all()  # filling
+    assert allowed[2].sum() == 1 and allowed[2, tok.text.convert_tokens_to_ids(EOI)]  # 32 written: only </img>
+
+
+def test_guidance_changes_image_logits_only(tok, random_llm):
+    model = random_llm.model
+    inside = torch.tensor([tok.encode("a small red circle") + [tok.boi_id, tok.code_offset + 3]])
+    outside = torch.tensor([tok.encode("a small red circle")])
+    for ids, changes in ((inside, True), (outside, False)):
+        cond = model(ids).logits[:, -1]
+        guided = ImageTokenGuidance(3.0, model, tok, torch.tensor([[tok.bos_id, tok.boi_id]]))(ids, cond)
+        assert torch.allclose(guided, torch.log_softmax(cond, -1)) != changes
+
+
+def test_pretokenize_resumes_without_loss_or_duplicates(tmp_path):
+    from seedmm.checkpoints import shipped
+    from seedmm.data.codes import pretokenize, read_code_records
+    from seedmm.data.shards import export_world
+    from seedmm.world.scene import WorldError
+
+    export_world(["caption", "video"], 6, 0, tmp_path / "world", shard_size=4, progress=False)
+    tokenizer = shipped("tokenizer")
+    whole = pretokenize(tmp_path / "world", tmp_path / "a", tokenizer, progress=False)
+    assert whole == {"shards": 4, "skipped": 0, "samples": 12}
+    # a run killed while writing its last shard: that shard is a .partial, the others are complete
+    pretokenize(tmp_path / "world", tmp_path / "b", tokenizer, progress=False)
+    last = sorted((tmp_path / "b").rglob("*.tar"))[-1]
+    last.rename(last.with_name(last.name + ".partial"))
+    again = pretokenize(tmp_path / "world", tmp_path / "b", tokenizer, progress=False)
+    assert again == {"shards": 1, "skipped": 3, "samples": 2}
+    a, b = list(read_code_records(tmp_path / "a")), list(read_code_records(tmp_path / "b"))
+    assert a == b and len(b) == 12 and len({(r["task"], r["index"]) for r in b}) == 12
+    assert [len(r["codes"]) for r in b] == [1] * 6 + [4] * 6
+    other = tmp_path / "other-tokenizer"
+    shutil.copytree(tokenizer, other)
+    (other / "model.safetensors").write_bytes((other / "model.safetensors").read_bytes()[:-4] + b"\0\0\0\0")
+    with pytest.raises(WorldError, match="another tokenizer"):
+        pretokenize(tmp_path / "world", tmp_path / "b", other, progress=False)
+
+
+def test_tiny_training_run_writes_a_transformers_model(tmp_path):
+    """Every stage for a few steps: OUT/llm opens with AutoModelForCausalLM / AutoTokenizer and
+    SeedLlama; a rerun resumes to the same weights."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from seedmm.checkpoints import shipped
+    from seedmm.train.llm import LlmRecipe, train_llm
+    from seedmm.train.loop import LoopConfig
+
+    recipe = LlmRecipe(records={"caption": 24, "story": 4, "video": 4}, val_records=4, batch_tokens=256,
+                       base=LoopConfig(steps=2, warmup=1), stage1=LoopConfig(steps=2, warmup=1),
+                       stage2=LoopConfig(steps=2, warmup=1))
+    path = train_llm(tmp_path / "run", shipped("tokenizer"), shipped("detokenizer"), recipe, progress=False)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    text = AutoTokenizer.from_pretrained(path)
+    assert type(model).__name__ == "LlamaForCausalLM" and model.config.vocab_size == len(text)
+    assert text.convert_tokens_to_ids(["<img_00000>", "<img>", "</img>"]) == [len(text) - 1026, len(text) - 2,
+                                                                                len(text) - 1]
+    llm = SeedLlama.from_pretrained(path)
+    assert not any(p.requires_grad is False and "lora" in n for n, p in llm.model.named_parameters())
+    (codes,) = llm.generate_codes(["a small red circle in the top left"])
+    assert len(codes) == 32
+    before = {k: v.clone() for k, v in llm.model.state_dict().items()}
+    train_llm(tmp_path / "run", shipped("tokenizer"), shipped("detokenizer"), recipe, progress=False)
+    after = SeedLlama.from_pretrained(path).model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
