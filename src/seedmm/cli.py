@@ -422,6 +422,16 @@ def cmd_demo(args) -> None:
 
 # ---------------------------------------------------------------- parser
 
+def _drawing_eval_args(parser, guidance: float, sheet: str) -> None:
+    """The options of evaluations that draw pictures."""
+    parser.add_argument("--n", type=_at_least_one, default=500, help="held-out scenes (default 500)")
+    parser.add_argument("--steps", type=_at_least_one, default=25, help="de-tokenizer sampling steps (default 25)")
+    parser.add_argument("--guidance", type=float, default=guidance,
+                        help=f"classifier-free guidance scale (1 = off; default {guidance:g})")
+    parser.add_argument("--sheet", help=f"write a PNG of {sheet} here")
+    parser.add_argument("--json", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .data.world_samples import SPLITS, TASKS
 
@@ -543,21 +553,13 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--clip", help="frozen towers directory (default: beside the tokenizer, else shipped)")
     ed.add_argument("--v2", help="v2 de-tokenizer pipeline directory (default: shipped)")
     ed.add_argument("--v1", help="v1 de-tokenizer pipeline directory (default: shipped)")
-    ed.add_argument("--n", type=_at_least_one, default=500, help="held-out scenes (default 500)")
-    ed.add_argument("--steps", type=_at_least_one, default=25, help="sampling steps (default 25)")
-    ed.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = off)")
-    ed.add_argument("--sheet", help="write a PNG of originals beside reconstructions here")
-    ed.add_argument("--json", action="store_true")
+    _drawing_eval_args(ed, guidance=1.0, sheet="originals beside reconstructions")
     ed.set_defaults(func=cmd_eval_detokenizer)
 
     el = esub.add_parser("llm", help="SEED-LLaMA: captioning, text-to-image, valid-image rates")
     el.add_argument("--llm", help="SEED-LLaMA directory (default: shipped)")
     el.add_argument("--clip", help="frozen towers for CLIP-sim and code retrieval (default: shipped)")
-    el.add_argument("--n", type=_at_least_one, default=500, help="held-out scenes (default 500)")
-    el.add_argument("--guidance", type=float, default=3.0, help="guidance on image tokens (default 3)")
-    el.add_argument("--steps", type=_at_least_one, default=25, help="de-tokenizer sampling steps")
-    el.add_argument("--sheet", help="write a PNG of prompts' renders beside generated images here")
-    el.add_argument("--json", action="store_true")
+    _drawing_eval_args(el, guidance=3.0, sheet="the prompts' renders beside the generated images")
     el.set_defaults(func=cmd_eval_llm)
 
     cv = sub.add_parser("convert", help="convert an official checkpoint into a seedmm directory")

@@ -128,6 +128,7 @@ def detokenizer_section(seed: int) -> tuple[str, str]:
 def llm_section(seed: int) -> tuple[str, str]:
     """SEED-LLaMA both ways: held-out images captioned, held-out captions drawn (codes → v2 de-tokenizer)."""
     from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
 
     from .checkpoints import shipped
     from .eval.llm import caption_exact
@@ -135,6 +136,7 @@ def llm_section(seed: int) -> tuple[str, str]:
     from .models.llm import GenerationOptions, SeedLlama
 
     diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
     llm = SeedLlama.from_pretrained(shipped("llm"))
     e = html.escape
     pairs = held_out_pairs(16, seed=seed + 3)
