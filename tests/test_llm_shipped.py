@@ -73,3 +73,15 @@ def test_caption_and_generate_cli(tmp_path, capsys, llm):
     assert set(json.loads(out)) >= {"captioning", "text_to_image", "valid_images"}
     code, out, err = _cli(capsys, "generate", "x", "-o", tmp_path / "x.png", "--llm", tmp_path / "nowhere")
     assert code == 2 and err.startswith("seedmm: error: no SEED-LLaMA at")
+
+
+def test_a_directory_without_seedmm_json_loads_as_an_official_one_would(tmp_path, llm):
+    """An official SEED-LLaMA directory is a transformers LLaMA whose tokenizer holds the <img_…> tokens."""
+    import shutil
+
+    bare = tmp_path / "llm"
+    shutil.copytree(shipped("llm"), bare, ignore=shutil.ignore_patterns("seedmm.json"))
+    other = SeedLlama.from_pretrained(bare, image_tokenizer=shipped("tokenizer"))
+    assert other.tokenizer.num_image_codes == 1024 and other.tokenizer.boi_id == llm.tokenizer.boi_id
+    image = render(sample_scene(random.Random(2)))
+    assert other.caption([image]) == llm.caption([image])

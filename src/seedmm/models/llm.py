@@ -181,10 +181,17 @@ class MultimodalTokenizer:
         self.text.save_pretrained(str(directory))
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, num_image_codes: int) -> MultimodalTokenizer:
+    def from_pretrained(cls, directory: str | Path, num_image_codes: int | None = None) -> MultimodalTokenizer:
+        """`num_image_codes` defaults to the number of `<img_…>` tokens the saved tokenizer already has
+        (an official SEED-LLaMA tokenizer directory has all 8,192)."""
         from transformers import AutoTokenizer
 
-        return cls(AutoTokenizer.from_pretrained(str(directory)), num_image_codes)
+        text = AutoTokenizer.from_pretrained(str(directory))
+        if num_image_codes is None:
+            num_image_codes = sum(1 for t in text.get_vocab() if len(t) == 11 and t.startswith("<img_") and t[5:10].isdigit())
+            if not num_image_codes:
+                raise ValueError(f"the tokenizer at {str(directory)!r} has no <img_…> tokens; pass num_image_codes")
+        return cls(text, num_image_codes)
 
 
 def train_text_tokenizer(texts, vocab_size: int = 384):
@@ -296,13 +303,12 @@ class SeedLlama:
         `../detokenizer` beside this directory (the layout of checkpoints/shapes-tiny), else the
         paths `seedmm.json` recorded at training time. They are loaded on first use."""
         directory = Path(directory)
-        meta_path = directory / "seedmm.json"
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"no SEED-LLaMA at {str(directory)!r} (expected seedmm.json beside a "
-                                    "transformers model)")
-        meta = json.loads(meta_path.read_text())
+        if not (directory / "config.json").is_file():
+            raise FileNotFoundError(f"no SEED-LLaMA at {str(directory)!r} (expected a transformers model directory)")
+        meta_path = directory / "seedmm.json"  # absent in an official checkpoint directory: defaults apply
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
         model = LlamaForCausalLM.from_pretrained(str(directory), dtype=torch.float32).to(device)
-        llm = cls(model, MultimodalTokenizer.from_pretrained(directory, meta["num_image_codes"]))
+        llm = cls(model, MultimodalTokenizer.from_pretrained(directory, meta.get("num_image_codes")))
         llm._sources = {"image_tokenizer": image_tokenizer or _find_part(directory, meta.get("image_tokenizer"), "tokenizer"),
                         "detokenizer": detokenizer or _find_part(directory, meta.get("detokenizer"), "detokenizer"),
                         "image_tokenizer_blake2b": meta.get("image_tokenizer_blake2b")}
