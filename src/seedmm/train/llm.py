@@ -36,15 +36,19 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 @dataclass
 class LlmRecipe:
     preset: str = "shapes-tiny"
-    records: dict = field(default_factory=lambda: {"caption": 40000, "story": 3000, "video": 3000})
+    records: dict = field(default_factory=lambda: {"caption": 30000, "story": 3000, "video": 3000})
     val_records: int = 256  # caption pairs of the val split, for validation
     mixture: dict = field(default_factory=lambda: {"caption": 0.7, "story": 0.1, "video": 0.1, "text": 0.1})
     batch_tokens: int = 4096  # per step, before padding
     text_vocab_size: int = 384
-    base: LoopConfig = field(default_factory=lambda: LoopConfig(steps=150, lr=2e-3, warmup=20))
-    stage1: LoopConfig = field(default_factory=lambda: LoopConfig(steps=500, lr=2e-3, warmup=40, eval_every=250))
-    stage2: LoopConfig = field(default_factory=lambda: LoopConfig(steps=1300, lr=1e-3, warmup=40, eval_every=325,
-                                                                  save_every=325))
+    base: LoopConfig = field(default_factory=lambda: LoopConfig(steps=100, lr=2e-3, warmup=20))
+    stage1: LoopConfig = field(default_factory=lambda: LoopConfig(steps=300, lr=2e-3, warmup=30, eval_every=150))
+    stage2: LoopConfig = field(default_factory=lambda: LoopConfig(steps=1200, lr=1e-3, warmup=40, eval_every=300,
+                                                                  save_every=300))
+    # New code rows of the embedding and head: "codebook" = the image tokenizer's codebook through a
+    # fixed random projection (codes the tokenizer finds alike start alike), "mean" = transformers'
+    # mean resizing (all codes start the same).
+    code_init: str = "codebook"
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
@@ -138,11 +142,24 @@ def _validator(model, batch):
     return validate
 
 
+@torch.no_grad()
+def init_code_rows(model, tok: MultimodalTokenizer, codebook: torch.Tensor, seed: int) -> None:
+    """Code rows of embedding and head := centred codebook vectors through a fixed random projection,
+    unit-normed and scaled to the text rows' mean norm."""
+    projection = torch.randn(codebook.shape[1], model.config.hidden_size, generator=torch.Generator().manual_seed(seed))
+    rows = torch.nn.functional.normalize((codebook - codebook.mean(0)) @ projection, dim=1)
+    codes = slice(tok.code_offset, tok.code_offset + tok.num_image_codes)
+    for weight in (model.get_input_embeddings().weight, model.get_output_embeddings().weight):
+        weight[codes] = rows * weight[:tok.text_vocab_size].norm(dim=1).mean()
+
+
 def train_stage1(out: Path, recipe: LlmRecipe, model, tok: MultimodalTokenizer, records: dict,
-                 progress: bool = True):
+                 codebook: torch.Tensor, progress: bool = True):
     from peft import LoraConfig, get_peft_model
 
     model.resize_token_embeddings(tok.vocab_size, mean_resizing=True)
+    if recipe.code_init == "codebook":
+        init_code_rows(model, tok, codebook, recipe.seed)
     peft_model = get_peft_model(model, LoraConfig(r=recipe.lora_r, lora_alpha=recipe.lora_alpha,
                                                   lora_dropout=recipe.lora_dropout, target_modules=list(LORA_TARGETS)))
     for name, p in peft_model.named_parameters():
@@ -175,7 +192,10 @@ def train_llm(out: str | Path, tokenizer_dir: str | Path, detokenizer_dir: str |
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     records = prepare_data(out, recipe, tokenizer_dir, progress)
     model, tok = train_base(out, recipe, world_texts(records["train"]), progress)
-    model = train_stage1(out, recipe, model, tok, records, progress)
+    from ..models.tokenizer import SeedTokenizer
+
+    codebook = SeedTokenizer.from_pretrained(tokenizer_dir).quantize.embedding.weight.detach()
+    model = train_stage1(out, recipe, model, tok, records, codebook, progress)
     model = train_stage2(out, recipe, model, tok, records, progress)
     target = out / "llm"
     relative = (lambda p: None if p is None else os.path.relpath(Path(p).resolve(), target.resolve()))
