@@ -499,33 +499,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a stage on the shapes world")
     tsub = train.add_subparsers(dest="stage", required=True, parser_class=_Parser, metavar="STAGE")
-    tt = tsub.add_parser("tokenizer", help="stage 0 (tiny CLIP), I (causal Q-Former), II (codebook + heads)")
-    tt.add_argument("--preset", default="shapes-tiny")
-    tt.add_argument("--out", required=True, help="run directory (resumes if it holds a stopped run)")
+    def train_parser(name: str, help: str, out_help: str, func):
+        """A `seedmm train NAME` parser with the options every stage has."""
+        parser = tsub.add_parser(name, help=help)
+        parser.add_argument("--preset", default="shapes-tiny")
+        parser.add_argument("--out", required=True, help=f"run directory ({out_help})")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--quiet", action="store_true", help="no progress bars")
+        parser.set_defaults(func=func)
+        return parser
+
+    tt = train_parser("tokenizer", "stage 0 (tiny CLIP), I (causal Q-Former), II (codebook + heads)",
+                      "resumes if it holds a stopped run", cmd_train_tokenizer)
     tt.add_argument("--stages", default="0,1,2", help="comma list of stages to run (default 0,1,2)")
-    tt.add_argument("--seed", type=int, default=0)
     tt.add_argument("--bidirectional", action="store_true",
                     help="train the bidirectional (non-causal) Q-Former of the paper's ablation")
-    tt.add_argument("--quiet", action="store_true", help="no progress bars")
-    tt.set_defaults(func=cmd_train_tokenizer)
 
-    td = tsub.add_parser("detokenizer", help="palette autoencoder, then the v2 and/or v1 latent diffusion decoder")
-    td.add_argument("--preset", default="shapes-tiny")
+    td = train_parser("detokenizer", "palette autoencoder, then the v2 and/or v1 latent diffusion decoder",
+                      "resumes; the autoencoder is shared by both styles", cmd_train_detokenizer)
     td.add_argument("--style", choices=["v2", "v1", "both"], default="both", help="which decoder(s) (default both)")
-    td.add_argument("--out", required=True, help="run directory (resumes; the autoencoder is shared by both styles)")
     td.add_argument("--clip", help="the frozen towers the decoders condition on (default: shipped)")
-    td.add_argument("--seed", type=int, default=0)
-    td.add_argument("--quiet", action="store_true", help="no progress bars")
-    td.set_defaults(func=cmd_train_detokenizer)
 
-    tl = tsub.add_parser("llm", help="SEED-LLaMA: text LLM from scratch, then LoRA (stage 1) and full fine-tune (stage 2)")
-    tl.add_argument("--preset", default="shapes-tiny")
-    tl.add_argument("--out", required=True, help="run directory (resumes; world/ and codes/ data are made once)")
+    tl = train_parser("llm", "SEED-LLaMA: text LLM from scratch, then LoRA (stage 1) and full fine-tune (stage 2)",
+                      "resumes; world/ and codes/ data are made once", cmd_train_llm)
     tl.add_argument("--tokenizer", help="frozen image tokenizer (default: shipped)")
     tl.add_argument("--detokenizer", help="de-tokenizer the saved LLM draws with (default: shipped)")
-    tl.add_argument("--seed", type=int, default=0)
-    tl.add_argument("--quiet", action="store_true", help="no progress bars")
-    tl.set_defaults(func=cmd_train_llm)
 
     rc = sub.add_parser("reconstruct", help="image → 32 codes → image")
     rc.add_argument("images", nargs="+", help="image files")

@@ -79,10 +79,4 @@ def pretokenize(in_path: str | os.PathLike, out: str | os.PathLike, tokenizer_di
 
 def read_code_records(path: str | os.PathLike) -> Iterator[dict]:
     """Yield the metadata dicts (with "codes") of code shards, in shard order."""
-    import webdataset as wds
-
-    files = [f for f in shard_files(path)]
-    if not files:
-        return
-    for sample in wds.WebDataset([str(f) for f in files], shardshuffle=False, empty_check=False):
-        yield json.loads(sample["json"])
+    return (sample["meta"] for sample in read_samples(path))

@@ -48,40 +48,34 @@ def evaluate_llm(llm: SeedLlama, clip: ShapesClip, n: int = 500, guidance: float
                  batch: int = 50, seed: int = 0, sheet_path=None) -> dict:
     pairs = held_out_pairs(n, seed=seed)
     scenes, captions = [s for s, _ in pairs], [c for _, c in pairs]
-    tokenizer = llm._part("image_tokenizer")
+    tokenizer = llm.component("image_tokenizer")
+    renders = [render(s) for s in scenes]
     predicted, codes_on, codes_off, drawn = [], [], [], []
     guided = GenerationOptions(image_guidance_scale=guidance)
     for start in range(0, n, batch):
         chunk = slice(start, start + batch)
-        images = [render(s) for s in scenes[chunk]]
-        predicted += llm.caption(images)
+        predicted += llm.caption(renders[chunk])
         codes_on += llm.generate_codes(captions[chunk], guided)
         codes_off += llm.generate_codes(captions[chunk], replace(guided, constrain_images=False))
-    valid = [c for c in codes_on if c is not None]
+    kept = [i for i, c in enumerate(codes_on) if c is not None]  # prompts that yielded a valid image
+    valid = [codes_on[i] for i in kept]
     for start in range(0, len(valid), batch):
         drawn += llm.draw(valid[start:start + batch], steps=steps, seed=seed + start)
-    drawn_iter = iter(drawn)
-    tally, categories, sims, reference_embeds = AttributeTally(), Counter(), [], []
-    sheet = []
-    for i, (scene, codes) in enumerate(zip(scenes, codes_on)):
-        if codes is None:
-            continue
-        image = next(drawn_iter)
+    tally, categories, sims = AttributeTally(), Counter(), []
+    for i, image in zip(kept, drawn):
         pred = read_scene(image)
-        tally.add(scene, pred)
-        for name, ok in geneval_categories(scene, pred).items():
+        tally.add(scenes[i], pred)
+        for name, ok in geneval_categories(scenes[i], pred).items():
             categories[name, "n"] += 1
             categories[name, "ok"] += ok
-        if len(sheet) < 24:
-            sheet += [render(scene), image]
-    originals = [render(s) for s, c in zip(scenes, codes_on) if c is not None]
-    for start in range(0, len(originals), batch):
-        a = clip.image_embeds(clip.pixel_values(originals[start:start + batch]))
+    sheet = [im for i, image in zip(kept[:12], drawn) for im in (renders[i], image)]
+    for start in range(0, len(kept), batch):
+        a = clip.image_embeds(clip.pixel_values([renders[i] for i in kept[start:start + batch]]))
         b = clip.image_embeds(clip.pixel_values(drawn[start:start + batch]))
         sims.append((a * b).sum(-1))
     # code retrieval: the tokenizer's causal-code embedding of the generated codes vs all prompts
     feats = tokenizer.contrastive_image_feature(tokenizer.embed_codes(torch.tensor(valid)))
-    text = tokenizer.contrastive_text_feature(clip.text_features([c for c, k in zip(captions, codes_on) if k is not None]))
+    text = tokenizer.contrastive_text_feature(clip.text_features([captions[i] for i in kept]))
     if sheet_path is not None and sheet:
         from ..report import image_grid
 

@@ -13,7 +13,7 @@ unconditional branch being `<s><img>` + the codes so far, as SEED's T2I evaluati
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -38,10 +38,6 @@ class SeedLlamaPreset:
     num_heads: int
     intermediate_size: int
     max_positions: int
-
-    @property
-    def vocab_size(self) -> int:
-        return self.text_vocab_size + self.num_image_codes + 2
 
     def llama_config(self, text_vocab_size: int | None = None) -> LlamaConfig:
         vocab = (text_vocab_size or self.text_vocab_size) + self.num_image_codes + 2
@@ -268,9 +264,6 @@ class GenerationOptions:
     force_image: bool = False  # append `<img>` to the prompt: the reply starts with an image
     seed: int | None = None
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 class SeedLlama:
     """The LLM, its multimodal tokenizer, and (for images) the SEED tokenizer and de-tokenizer."""
@@ -314,8 +307,8 @@ class SeedLlama:
                         "image_tokenizer_blake2b": meta.get("image_tokenizer_blake2b")}
         return llm
 
-    def _part(self, name: str):
-        """The image tokenizer or de-tokenizer, loaded on first use."""
+    def component(self, name: str):
+        """"image_tokenizer" or "detokenizer", loaded on first use."""
         if getattr(self, name) is None:
             sources = getattr(self, "_sources", {})
             where = sources.get(name)
@@ -377,7 +370,7 @@ class SeedLlama:
     # ------------------------------------------------------------ images in, text out
     def caption(self, images, options: GenerationOptions | None = None) -> list[str]:
         """Images → canonical captions (pretraining format: `<s>{image}` → `{caption}</s>`)."""
-        codes = self._part("image_tokenizer").encode(images)
+        codes = self.component("image_tokenizer").encode(images)
         prompts = [self.tokenizer.encode([c]) for c in codes]
         return [self.tokenizer.decode(r).text for r in self.generate_ids(prompts, options or GenerationOptions(40))]
 
@@ -392,7 +385,7 @@ class SeedLlama:
 
     def draw(self, codes, steps: int = 25, guidance_scale: float = 1.0, seed: int | None = 0):
         """Codes (B, 32) → PIL images through the SEED tokenizer's generation head and the de-tokenizer."""
-        return self._part("image_tokenizer").decode(codes, detokenizer=self._part("detokenizer"),
+        return self.component("image_tokenizer").decode(codes, detokenizer=self.component("detokenizer"),
                                                     num_inference_steps=steps, guidance_scale=guidance_scale, seed=seed)
 
     def generate_images(self, prompts: list[str], options: GenerationOptions | None = None, steps: int = 25,

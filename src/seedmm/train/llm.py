@@ -115,6 +115,7 @@ def train_base(out: Path, recipe: LlmRecipe, texts: list[str], progress: bool = 
     from transformers import LlamaForCausalLM
 
     text_tok = train_text_tokenizer(texts, recipe.text_vocab_size)
+    text_tok.save_pretrained(str(out / "base" / "model"))  # before the image tokens are appended below
     shape = preset(recipe.preset)
     config = shape.llama_config(len(text_tok))
     config.vocab_size = len(text_tok)  # text only: image tokens come with stage 1
@@ -130,7 +131,6 @@ def train_base(out: Path, recipe: LlmRecipe, texts: list[str], progress: bool = 
 
     train("llm-base", model, loss_fn, recipe.base, out / "base", None, progress)
     model.save_pretrained(str(out / "base" / "model"))
-    text_tok.save_pretrained(str(out / "base" / "model"))
     # Stage 1 starts from the saved directory, as from any pretrained LLaMA (and resizing the
     # vocabulary of a model that has run backward trips autograd's cached parameter shapes).
     return LlamaForCausalLM.from_pretrained(str(out / "base" / "model"), dtype=torch.float32), tok
