@@ -92,3 +92,6 @@ def test_demo_writes_a_report(tmp_path):
 
     page = run_demo(tmp_path / "demo").read_text()
     assert "The shapes world" in page and page.count("data:image/png;base64") > 20
+    chat = page[page.index("SEED-LLaMA-I: a multi-turn conversation"):]
+    assert chat.count("<b>USER</b>") == 5 and chat.count("<b>ASSISTANT</b>") == 5
+    assert chat.count("data:image/png;base64") >= 3  # the three drawing turns answer with pictures

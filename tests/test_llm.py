@@ -156,6 +156,7 @@ def test_tiny_training_run_writes_a_transformers_model(tmp_path):
     from seedmm.train.loop import LoopConfig
 
     recipe = LlmRecipe(records={"caption": 24, "story": 4, "video": 4}, val_records=4, batch_tokens=256,
+                       instruction_corpus=20,
                        base=LoopConfig(steps=2, warmup=1), stage1=LoopConfig(steps=2, warmup=1),
                        stage2=LoopConfig(steps=2, warmup=1))
     path = train_llm(tmp_path / "run", shipped("tokenizer"), shipped("detokenizer"), recipe, progress=False)

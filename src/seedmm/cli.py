@@ -40,6 +40,13 @@ def _at_least_one(text: str) -> int:
     return value
 
 
+def _given_or_shipped(path: str | None, part: str) -> Path:
+    """The directory the user named, else the shipped shapes-tiny one."""
+    from .checkpoints import shipped
+
+    return Path(path) if path else shipped(part)
+
+
 def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
@@ -105,10 +112,9 @@ def _example_text(meta: dict) -> str:
 # ---------------------------------------------------------------- tokenizer
 
 def _load_tokenizer(path: str | None):
-    from .checkpoints import shipped
     from .models.tokenizer import SeedTokenizer
 
-    directory = Path(path) if path else shipped("tokenizer")
+    directory = _given_or_shipped(path, "tokenizer")
     try:
         return SeedTokenizer.from_pretrained(directory)
     except FileNotFoundError as e:
@@ -201,12 +207,11 @@ DETOKENIZER_PART = {"v2": "detokenizer", "v1": "detokenizer-v1"}  # style → sh
 def _load_detokenizer(path: str | None, style: str):
     from diffusers.utils import logging as diffusers_logging
 
-    from .checkpoints import shipped
     from .models.detokenizer import SeedDetokenizerPipeline
 
     diffusers_logging.disable_progress_bar()  # one loading bar per component is noise on a command line
     try:
-        directory = Path(path) if path else shipped(DETOKENIZER_PART[style])
+        directory = _given_or_shipped(path, DETOKENIZER_PART[style])
         if not (directory / "model_index.json").is_file():
             raise FileNotFoundError(f"{directory} is not a de-tokenizer pipeline directory (no model_index.json)")
         pipe = SeedDetokenizerPipeline.from_pretrained(directory)
@@ -322,37 +327,34 @@ def cmd_eval_detokenizer(args) -> None:
 # ---------------------------------------------------------------- SEED-LLaMA
 
 def cmd_pretokenize(args) -> None:
-    from .checkpoints import shipped
     from .data.codes import pretokenize
 
-    tokenizer_dir = Path(args.tokenizer) if args.tokenizer else shipped("tokenizer")
+    tokenizer_dir = _given_or_shipped(args.tokenizer, "tokenizer")
     done = pretokenize(args.shards, args.out, tokenizer_dir, progress=not args.quiet)
     print(f"pretokenized {done['samples']} samples in {done['shards']} shards "
           f"({done['skipped']} shards already done) → {args.out}")
 
 
 def cmd_train_llm(args) -> None:
-    from .checkpoints import shipped
     from .train.llm import LlmRecipe, train_llm
 
     _require_tiny_preset(args.preset, "load an official SEED-LLaMA directory with SeedLlama.from_pretrained")
-    tokenizer_dir = Path(args.tokenizer) if args.tokenizer else shipped("tokenizer")
-    detokenizer_dir = Path(args.detokenizer) if args.detokenizer else shipped("detokenizer")
+    tokenizer_dir = _given_or_shipped(args.tokenizer, "tokenizer")
+    detokenizer_dir = _given_or_shipped(args.detokenizer, "detokenizer")
     path = train_llm(args.out, tokenizer_dir, detokenizer_dir, LlmRecipe(seed=args.seed), progress=not args.quiet)
     print(f"SEED-LLaMA written to {path}")
 
 
-def _load_llm(args):
+def _load_llm(args, part: str = "llm"):
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
-    from .checkpoints import shipped
     from .models.llm import SeedLlama
 
     diffusers_logging.disable_progress_bar()  # loading bars are noise on a command line
     transformers_logging.disable_progress_bar()
     try:
-        llm = SeedLlama.from_pretrained(Path(args.llm) if args.llm else shipped("llm"),
+        llm = SeedLlama.from_pretrained(_given_or_shipped(args.llm, part),
                                         image_tokenizer=getattr(args, "tokenizer", None),
                                         detokenizer=getattr(args, "detokenizer", None))
     except (FileNotFoundError, OSError) as e:
@@ -400,6 +402,73 @@ def cmd_caption(args) -> None:
             print(json.dumps({"image": path, "error": errors[path]}))
     if errors:
         raise SystemExit(2)
+
+
+def _load_one(path: str):
+    from .models.images import load_image
+
+    try:
+        return load_image(path)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def cmd_ask(args) -> None:
+    llm = _load_llm(args, "llm-sft")
+    (answer,) = llm.ask([_load_one(args.image)], [args.question], _generation_options(args, max_new_tokens=16))
+    print(json.dumps({"image": args.image, "question": args.question, "answer": answer}) if args.json else answer)
+
+
+def cmd_edit(args) -> None:
+    llm = _load_llm(args, "llm-sft")
+    (codes,) = llm.edit_codes([_load_one(args.image)], [args.instruction], _generation_options(args))
+    if codes is None:
+        raise UsageError(f"no valid image came out for {args.instruction!r}")
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    llm.draw([codes], steps=args.steps, seed=args.seed)[0].save(out)
+    print(json.dumps({"image": args.image, "instruction": args.instruction, "output": str(out), "codes": codes})
+          if args.json else out)
+
+
+def cmd_chat(args) -> None:
+    from .serve.chat import chat_session
+
+    chat_session(_load_llm(args, "llm-sft"), args, _generation_options(args))
+
+
+def cmd_batch(args) -> None:
+    from .serve.batch import run_batch
+
+    try:
+        lines = Path(args.input).read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read {args.input}: {getattr(e, 'strerror', None) or e}") from None
+    from .data.shards import ensure_writable_dir
+
+    out_dir = ensure_writable_dir(args.out_dir)
+    done = run_batch(_load_llm(args, "llm-sft"), lines, out_dir, steps=args.steps, progress=not args.quiet)
+    print(f"{done['results']} results ({done['errors']} with an error) in {out_dir / 'results.jsonl'}")
+    if done["errors"]:
+        raise SystemExit(2)
+
+
+def cmd_train_sft(args) -> None:
+    from .train.sft import SftRecipe, train_sft
+
+    _require_tiny_preset(args.preset, "instruction-tune a full-size model with the Python API")
+    llm_dir = _given_or_shipped(args.llm, "llm")
+    tokenizer_dir = _given_or_shipped(args.tokenizer, "tokenizer")
+    path = train_sft(args.out, llm_dir, tokenizer_dir, SftRecipe(seed=args.seed), progress=not args.quiet)
+    print(f"SEED-LLaMA-I adapter written to {path}")
+
+
+def cmd_eval_sft(args) -> None:
+    from .eval.sft import evaluate_sft, format_report
+
+    llm = _load_llm(args, "llm-sft")
+    result = evaluate_sft(llm, _load_clip(args.clip, None), n=args.n, steps=args.steps, seed=args.seed)
+    print(json.dumps(result, indent=2) if args.json else format_report(result, args.n))
 
 
 def cmd_eval_llm(args) -> None:
@@ -497,6 +566,32 @@ def build_parser() -> argparse.ArgumentParser:
     llm_args(cp, images=False)
     cp.set_defaults(func=cmd_caption)
 
+    ak = sub.add_parser("ask", help="image + question → short answer (instruction-tuned SEED-LLaMA)")
+    ak.add_argument("image", help="image file")
+    ak.add_argument("question", help="e.g. 'what color is the circle?'")
+    llm_args(ak, images=False)
+    ak.set_defaults(func=cmd_ask)
+
+    eg = sub.add_parser("edit", help="image + instruction → edited image (instruction-tuned SEED-LLaMA)")
+    eg.add_argument("image", help="image file")
+    eg.add_argument("instruction", help="e.g. 'make the red circle blue'")
+    eg.add_argument("-o", "--output", required=True, help="output PNG")
+    llm_args(eg, images=True)
+    eg.set_defaults(func=cmd_edit)
+
+    ch = sub.add_parser("chat", help="multi-turn chat in the terminal: text and images in, text and images out")
+    ch.add_argument("--out-dir", default="chat", help="where the assistant's images are saved (default: chat)")
+    ch.add_argument("--force-image", action="store_true", help="every reply starts with an image (/force toggles)")
+    llm_args(ch, images=True)
+    ch.set_defaults(func=cmd_chat)
+
+    bt = sub.add_parser("batch", help="JSONL requests (caption/ask/generate/edit/chat) → DIR/results.jsonl")
+    bt.add_argument("input", help="JSONL file, one request per line (see the README)")
+    bt.add_argument("--out-dir", required=True, help="results.jsonl and the images go here")
+    bt.add_argument("--quiet", action="store_true", help="no progress bar")
+    llm_args(bt, images=True)
+    bt.set_defaults(func=cmd_batch)
+
     train = sub.add_parser("train", help="train a stage on the shapes world")
     tsub = train.add_subparsers(dest="stage", required=True, parser_class=_Parser, metavar="STAGE")
     def train_parser(name: str, help: str, out_help: str, func):
@@ -524,6 +619,11 @@ def build_parser() -> argparse.ArgumentParser:
                       "resumes; world/ and codes/ data are made once", cmd_train_llm)
     tl.add_argument("--tokenizer", help="frozen image tokenizer (default: shipped)")
     tl.add_argument("--detokenizer", help="de-tokenizer the saved LLM draws with (default: shipped)")
+
+    ts = train_parser("sft", "SEED-LLaMA-I: LoRA instruction tuning on every world task (adapter over the LLM)",
+                      "resumes; world/ and codes/ data are made once", cmd_train_sft)
+    ts.add_argument("--llm", help="pretrained SEED-LLaMA to tune (default: shipped)")
+    ts.add_argument("--tokenizer", help="frozen image tokenizer (default: shipped)")
 
     rc = sub.add_parser("reconstruct", help="image → 32 codes → image")
     rc.add_argument("images", nargs="+", help="image files")
@@ -559,6 +659,16 @@ def build_parser() -> argparse.ArgumentParser:
     el.add_argument("--clip", help="frozen towers for CLIP-sim and code retrieval (default: shipped)")
     _drawing_eval_args(el, guidance=3.0, sheet="the prompts' renders beside the generated images")
     el.set_defaults(func=cmd_eval_llm)
+
+    es = esub.add_parser("sft", help="SEED-LLaMA-I: VQA, captioning, text-to-image, edits, differences, video QA, "
+                                     "3-turn and compositional generation")
+    es.add_argument("--llm", help="instruction-tuned SEED-LLaMA (default: shipped llm-sft)")
+    es.add_argument("--clip", help="frozen towers for code retrieval (default: shipped)")
+    es.add_argument("--n", type=_at_least_one, default=200, help="held-out records per task (default 200)")
+    es.add_argument("--steps", type=_at_least_one, default=25, help="de-tokenizer sampling steps (default 25)")
+    es.add_argument("--seed", type=int, default=0)
+    es.add_argument("--json", action="store_true")
+    es.set_defaults(func=cmd_eval_sft)
 
     cv = sub.add_parser("convert", help="convert an official checkpoint into a seedmm directory")
     cv.add_argument("model", choices=["seed-v2", "seed-v1"], help="which official model the file holds")

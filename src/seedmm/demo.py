@@ -155,8 +155,39 @@ def llm_section(seed: int) -> tuple[str, str]:
     return "SEED-LLaMA: captions and pictures from one LLM", "\n".join(parts)
 
 
+def chat_section(seed: int) -> tuple[str, str]:
+    """A scripted conversation with the instruction-tuned model: draw, ask, edit, ask, edit — each
+    reply produced from the history so far (the assistant's own pictures carried as codes)."""
+    from .checkpoints import shipped
+    from .models.llm import GenerationOptions, SeedLlama
+
+    llm = SeedLlama.from_pretrained(shipped("llm-sft"))
+    rng = random.Random(seed + 5)
+    story = T.sample_story(rng, n_edits=2)
+    first, (edit1, edit2) = story.steps[0], story.edits
+    script = [(f"{first[0]} Please generation an image.", True),
+              ("how many objects are there? Please provide an accurate answer consisting of only one word or phrase.",
+               False),
+              (f"{edit1.instruction} Please generation an image.", True),
+              (f"where is the {edit1.target.objects[0].name}? Please provide an accurate answer consisting of only one "
+               "word or phrase.", False),
+              (f"{edit2.instruction} Please generation an image.", True)]
+    e = html.escape
+    rows, history = [], []
+    for text, wants_image in script:
+        reply = llm.chat(history + [{"role": "user", "content": text}], GenerationOptions(96, force_image=wants_image),
+                         seed=seed)
+        history = reply.history
+        rows.append(f"<p><b>USER</b>: {e(text)}</p>")
+        pictures = " ".join(img_tag(i) for i in reply.images)
+        rows.append(f"<p><b>ASSISTANT</b>: {e(reply.text)} {pictures}</p>")
+    truth = " → ".join(e(caption(s)) for _, s in story.steps)
+    return ("SEED-LLaMA-I: a multi-turn conversation (text and pictures)",
+            "\n".join(rows) + f"<p><i>What a perfect assistant would draw: {truth}</i></p>")
+
+
 SECTIONS: list[Callable[[int], tuple[str, str]]] = [world_section, tokenizer_section, detokenizer_section,
-                                                    llm_section]
+                                                    llm_section, chat_section]
 
 
 def run_demo(out: str | Path, seed: int = 0) -> Path:

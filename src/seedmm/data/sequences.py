@@ -66,12 +66,16 @@ def build(kind: str, tok: MultimodalTokenizer, records: dict[str, list[dict]], t
     return {"caption": caption_pair, "story": story_document, "video": video_document}[kind](tok, record, rng)
 
 
-def pad_batch(sequences: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded input_ids / attention_mask / labels (−100 on padding: no loss there)."""
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for i, s in enumerate(sequences):
-        ids[i, :len(s)] = torch.tensor(s)
-        mask[i, :len(s)] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": ids.masked_fill(mask == 0, -100)}
+def pad_batch(sequences: list, pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded input_ids / attention_mask / labels. A sequence is a list of ids (loss on every
+    token) or an (ids, labels) pair (instruction data: −100 where no loss); padding never has loss."""
+    pairs = [s if isinstance(s, tuple) else (s, s) for s in sequences]
+    width = max(len(ids) for ids, _ in pairs)
+    ids = torch.full((len(pairs), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(pairs), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(pairs), width), dtype=torch.long)
+    for i, (seq, lab) in enumerate(pairs):
+        ids[i, :len(seq)] = torch.tensor(seq)
+        labels[i, :len(seq)] = torch.tensor(lab)
+        mask[i, :len(seq)] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}

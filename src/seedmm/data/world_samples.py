@@ -19,7 +19,7 @@ from ..world import tasks as T
 from ..world.scene import COLOURS, SHAPES, Scene, WorldError, check_canvas, sample_scene
 from ..world.text import caption, paraphrase_caption
 
-TASKS = ("caption", "vqa", "edit", "story", "video", "ground", "anyres")
+TASKS = ("caption", "vqa", "edit", "story", "video", "compose", "ground", "anyres")
 SPLITS = ("train", "val", "test")
 _SPLIT_BUCKETS = {"train": range(0, 90), "val": range(90, 95), "test": range(95, 100)}
 
@@ -80,6 +80,13 @@ def _video_record(rng: random.Random, canvas: int) -> Record:
         "caption": video.caption, "question": video.question, "answer": video.answer})
 
 
+def _compose_record(rng: random.Random, canvas: int) -> Record:
+    comp = T.sample_composition(rng, canvas)
+    return Record("compose", [comp.first, comp.second, comp.union], {
+        "captions": [caption(s) for s in (comp.first, comp.second, comp.union)],
+        "names": rng.sample(T.PICTURE_NAMES, 2)})
+
+
 def _ground_record(rng: random.Random, canvas: int) -> Record:
     scene = sample_scene(rng, canvas)
     return Record("ground", [scene], {"caption": caption(scene), "boxes": [
@@ -101,7 +108,7 @@ def _anyres_record(rng: random.Random, canvas: int) -> Record:
 
 _MAKERS = {
     "caption": _caption_record, "vqa": _vqa_record, "edit": _edit_record, "story": _story_record,
-    "video": _video_record, "ground": _ground_record, "anyres": _anyres_record,
+    "video": _video_record, "compose": _compose_record, "ground": _ground_record, "anyres": _anyres_record,
 }
 
 

@@ -44,6 +44,15 @@ def cider(references: list[str], candidates: list[str]) -> float:
 
 
 @torch.no_grad()
+def code_retrieval(tokenizer, clip: ShapesClip, codes: list[list[int]], captions: list[str]) -> float:
+    """R@1 of reading generated codes back as their prompts: the tokenizer's causal-code embedding of
+    each code list against the text features of all the captions (a de-tokenizer-free check)."""
+    feats = tokenizer.contrastive_image_feature(tokenizer.embed_codes(torch.tensor(codes)))
+    text = tokenizer.contrastive_text_feature(clip.text_features(captions))
+    return recall_at_k(feats @ text.T, ks=(1,))["R@1"]
+
+
+@torch.no_grad()
 def evaluate_llm(llm: SeedLlama, clip: ShapesClip, n: int = 500, guidance: float = 3.0, steps: int = 25,
                  batch: int = 50, seed: int = 0, sheet_path=None) -> dict:
     pairs = held_out_pairs(n, seed=seed)
@@ -73,9 +82,6 @@ def evaluate_llm(llm: SeedLlama, clip: ShapesClip, n: int = 500, guidance: float
         a = clip.image_embeds(clip.pixel_values([renders[i] for i in kept[start:start + batch]]))
         b = clip.image_embeds(clip.pixel_values(drawn[start:start + batch]))
         sims.append((a * b).sum(-1))
-    # code retrieval: the tokenizer's causal-code embedding of the generated codes vs all prompts
-    feats = tokenizer.contrastive_image_feature(tokenizer.embed_codes(torch.tensor(valid)))
-    text = tokenizer.contrastive_text_feature(clip.text_features([captions[i] for i in kept]))
     if sheet_path is not None and sheet:
         from ..report import image_grid
 
@@ -85,7 +91,7 @@ def evaluate_llm(llm: SeedLlama, clip: ShapesClip, n: int = 500, guidance: float
                        "exact_scene": sum(map(caption_exact, scenes, predicted)) / n},
         "text_to_image": {**tally.summary(),
                           "clip_similarity": float(torch.cat(sims).mean() * 100) if sims else 0.0,
-                          "code_retrieval": recall_at_k(feats @ text.T, ks=(1,))["R@1"],
+                          "code_retrieval": code_retrieval(tokenizer, clip, valid, [captions[i] for i in kept]),
                           "geneval": {name: categories[name, "ok"] / categories[name, "n"]
                                       for name in sorted({k for k, _ in categories})}},
         "valid_images": {"constrained": sum(c is not None for c in codes_on) / n,

@@ -77,3 +77,14 @@ def to_pixel_values(images: list[Image.Image], size: int) -> torch.Tensor:
     mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
     return (x - mean) / std
+
+
+def save_images(images, stem: Path) -> list[str]:
+    """Save images as STEM-1.png, STEM-2.png, … (creating the directory); returns the paths."""
+    paths = []
+    for k, image in enumerate(images, start=1):
+        path = stem.with_name(f"{stem.name}-{k}.png")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image.save(path)
+        paths.append(str(path))
+    return paths

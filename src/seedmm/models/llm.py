@@ -20,6 +20,8 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessor, LogitsProcessorList
 from transformers.generation.logits_process import UnbatchedClassifierFreeGuidanceLogitsProcessor
 
+from ..data.instructions import caption_request, conversation_ids, edit_request, question_request, t2i_request
+
 IMAGE_TOKEN = "<img_{:05d}>"
 BOI, EOI = "<img>", "</img>"
 TOKENS_PER_IMAGE = 32
@@ -269,11 +271,14 @@ class SeedLlama:
     """The LLM, its multimodal tokenizer, and (for images) the SEED tokenizer and de-tokenizer."""
 
     def __init__(self, model: LlamaForCausalLM, tokenizer: MultimodalTokenizer, image_tokenizer=None,
-                 detokenizer=None):
+                 detokenizer=None, instruction_tuned: bool = False):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.image_tokenizer = image_tokenizer
         self.detokenizer = detokenizer
+        # SEED-LLaMA-I reads `USER: …\nASSISTANT:` prompts (data/instructions.py); the pretrained
+        # model reads the pretraining layout (`<s>{image}` → caption, `<s>{caption}<img>` → codes).
+        self.instruction_tuned = instruction_tuned
 
     # ------------------------------------------------------------ persistence
     def save_pretrained(self, directory: str | Path, image_tokenizer: str | None = None,
@@ -287,7 +292,7 @@ class SeedLlama:
         (directory / "seedmm.json").write_text(json.dumps({
             "num_image_codes": self.tokenizer.num_image_codes, "tokens_per_image": TOKENS_PER_IMAGE,
             "image_tokenizer": image_tokenizer, "image_tokenizer_blake2b": image_tokenizer_blake2b,
-            "detokenizer": detokenizer}, indent=2) + "\n")
+            "detokenizer": detokenizer, "instruction_tuned": self.instruction_tuned}, indent=2) + "\n")
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, image_tokenizer=None, detokenizer=None,
@@ -296,12 +301,24 @@ class SeedLlama:
         `../detokenizer` beside this directory (the layout of checkpoints/shapes-tiny), else the
         paths `seedmm.json` recorded at training time. They are loaded on first use."""
         directory = Path(directory)
-        if not (directory / "config.json").is_file():
-            raise FileNotFoundError(f"no SEED-LLaMA at {str(directory)!r} (expected a transformers model directory)")
         meta_path = directory / "seedmm.json"  # absent in an official checkpoint directory: defaults apply
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        if (directory / "adapter_config.json").is_file():  # a peft LoRA adapter over a base SEED-LLaMA
+            from peft import PeftModel
+
+            base = _find_part(directory, meta.get("base_model"), "llm")  # ../llm, else the recorded path
+            if base is None:
+                raise FileNotFoundError(f"the adapter at {str(directory)!r} names no base SEED-LLaMA that exists")
+            llm = cls.from_pretrained(base, image_tokenizer, detokenizer, device)
+            llm.model = PeftModel.from_pretrained(llm.model, str(directory)).merge_and_unload().eval()
+            llm.instruction_tuned = meta.get("instruction_tuned", True)
+            return llm
+        if not (directory / "config.json").is_file():
+            raise FileNotFoundError(f"no SEED-LLaMA at {str(directory)!r} (expected a transformers model directory "
+                                    "or a LoRA adapter directory)")
         model = LlamaForCausalLM.from_pretrained(str(directory), dtype=torch.float32).to(device)
-        llm = cls(model, MultimodalTokenizer.from_pretrained(directory, meta.get("num_image_codes")))
+        llm = cls(model, MultimodalTokenizer.from_pretrained(directory, meta.get("num_image_codes")),
+                  instruction_tuned=meta.get("instruction_tuned", False))
         llm._sources = {"image_tokenizer": image_tokenizer or _find_part(directory, meta.get("image_tokenizer"), "tokenizer"),
                         "detokenizer": detokenizer or _find_part(directory, meta.get("detokenizer"), "detokenizer"),
                         "image_tokenizer_blake2b": meta.get("image_tokenizer_blake2b")}
@@ -342,8 +359,9 @@ class SeedLlama:
         tok = self.tokenizer
         if o.num_beams > 1 and o.image_guidance_scale != 1.0:
             raise ValueError("image guidance runs one unconditional branch per row; use it without beam search")
-        if o.force_image:
+        if o.force_image:  # the reply opens with `<img>` and needs room for its codes and `</img>`
             prompts = [p + [tok.boi_id] for p in prompts]
+            o = replace(o, max_new_tokens=max(o.max_new_tokens, TOKENS_PER_IMAGE + 1))
         width = max(len(p) for p in prompts)
         ids = torch.tensor([[tok.pad_id] * (width - len(p)) + p for p in prompts])  # left padding
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
@@ -367,34 +385,131 @@ class SeedLlama:
             replies.append(([tok.boi_id] if o.force_image else []) + row[:end])
         return replies
 
+    # ------------------------------------------------------------ conversations
+    def respond(self, conversations: list[list], options: GenerationOptions | None = None) -> list[Decoded]:
+        """The assistant's next reply to each conversation (turns as in data/instructions.py, images as
+        32 codes), decoded into text and checked image spans."""
+        prompts = [conversation_ids(self.tokenizer, turns, generation_prompt=True)[0] for turns in conversations]
+        return [self.tokenizer.decode(r) for r in self.generate_ids(prompts, options or GenerationOptions(96))]
+
+    def conversation(self, messages: list[dict]) -> list:
+        """Chat messages → turns. A message is {"role": "user"|"assistant", "content": str or parts};
+        a part is text (str), an image (a path as {"image": path}, a PIL image, an array or a
+        tensor) or an image already in codes ({"codes": [32 ints]}, as replies carry them). The
+        images are encoded in one batch; codes are used as they are, never re-encoded."""
+        turns, pending = [], []
+        for m in messages:
+            if not isinstance(m, dict) or m.get("role") not in ("user", "assistant") or "content" not in m:
+                raise ValueError('a message is {"role": "user" or "assistant", "content": text or a list of parts}')
+            parts = [m["content"]] if isinstance(m["content"], str) else list(m["content"])
+            for k, part in enumerate(parts):
+                if isinstance(part, dict) and "codes" in part:
+                    parts[k] = self.component("image_tokenizer").check_codes([part["codes"]])[0].tolist()
+                elif not isinstance(part, str):
+                    pending.append((parts, k, part["image"] if isinstance(part, dict) and "image" in part else part))
+            turns.append((m["role"], parts))
+        if pending:
+            codes = self.component("image_tokenizer").encode([image for _, _, image in pending]).tolist()
+            for (parts, k, _), c in zip(pending, codes):
+                parts[k] = c
+        return turns
+
+    def chat(self, messages: list[dict], options: GenerationOptions | None = None, draw: bool = True,
+             steps: int = 25, seed: int | None = 0) -> ChatReply:
+        """The assistant's reply to a conversation: text and images (drawn from their codes unless
+        `draw=False`). `reply.history` is the conversation with every image as codes, the reply
+        appended: pass it back with the next user message to continue."""
+        turns = self.conversation(messages)
+        decoded = self.respond([turns], options)[0]
+        images = self.draw(decoded.images, steps=steps, seed=seed) if draw and decoded.images else []
+        reply = ChatReply(decoded.text, decoded.parts, images, decoded.dropped)
+        reply.history = [as_message(role, parts) for role, parts in turns] + [reply.message]
+        return reply
+
     # ------------------------------------------------------------ images in, text out
     def caption(self, images, options: GenerationOptions | None = None) -> list[str]:
-        """Images → canonical captions (pretraining format: `<s>{image}` → `{caption}</s>`)."""
-        codes = self.component("image_tokenizer").encode(images)
+        """Images → canonical captions (instruction layout if instruction-tuned, else `<s>{image}` →
+        `{caption}</s>` as in pretraining)."""
+        codes = self.component("image_tokenizer").encode(images).tolist()
+        options = options or GenerationOptions(40)
+        if self.instruction_tuned:
+            return [d.text for d in self.respond([[("user", caption_request(c))] for c in codes], options)]
         prompts = [self.tokenizer.encode([c]) for c in codes]
-        return [self.tokenizer.decode(r).text for r in self.generate_ids(prompts, options or GenerationOptions(40))]
+        return [self.tokenizer.decode(r).text for r in self.generate_ids(prompts, options)]
+
+    def ask(self, images, questions: list[str], options: GenerationOptions | None = None) -> list[str]:
+        """Visual question answering (instruction-tuned models): one short answer per (image, question)."""
+        codes = self.component("image_tokenizer").encode(images).tolist()
+        turns = [[("user", question_request(c, q))] for c, q in zip(codes, questions, strict=True)]
+        return [d.text for d in self.respond(turns, options or GenerationOptions(16))]
+
+    def edit_codes(self, images, instructions: list[str], options: GenerationOptions | None = None):
+        """Image + instruction → the edited image's 32 codes (None where no valid image came out)."""
+        codes = self.component("image_tokenizer").encode(images).tolist()
+        turns = [[("user", edit_request(c, i))] for c, i in zip(codes, instructions, strict=True)]
+        return first_images(self.respond(turns, image_reply_options(options)))
 
     # ------------------------------------------------------------ text in, images out
     def generate_codes(self, prompts: list[str], options: GenerationOptions | None = None) -> list[list[int] | None]:
-        """Text → 32 codes per prompt (pretraining format: `<s>{caption}<img>` → codes `</img>`); None
-        where no valid image came out (only possible with constraints off)."""
-        o = replace(options or GenerationOptions(), force_image=True, max_new_tokens=TOKENS_PER_IMAGE + 8)
+        """Text → 32 codes per prompt (instruction layout if instruction-tuned, else `<s>{caption}<img>`
+        → codes `</img>`); None where no valid image came out (only possible with constraints off)."""
+        o = image_reply_options(options)
+        if self.instruction_tuned:
+            return first_images(self.respond([[("user", t2i_request(p))] for p in prompts], o))
         replies = self.generate_ids([self.tokenizer.encode(p) for p in prompts], o)
-        images = [self.tokenizer.decode(r).images for r in replies]
-        return [im[0] if im else None for im in images]
+        return first_images([self.tokenizer.decode(r) for r in replies])
 
     def draw(self, codes, steps: int = 25, guidance_scale: float = 1.0, seed: int | None = 0):
         """Codes (B, 32) → PIL images through the SEED tokenizer's generation head and the de-tokenizer."""
         return self.component("image_tokenizer").decode(codes, detokenizer=self.component("detokenizer"),
                                                     num_inference_steps=steps, guidance_scale=guidance_scale, seed=seed)
 
-    def generate_images(self, prompts: list[str], options: GenerationOptions | None = None, steps: int = 25,
-                        seed: int | None = 0):
-        """Text → images (None where the LLM produced no valid image)."""
-        codes = self.generate_codes(prompts, options)
+    def draw_optional(self, codes: list, steps: int = 25, seed: int | None = 0) -> list:
+        """Draw the valid code lists of `codes` in one batch; None stays None."""
         valid = [c for c in codes if c is not None]
         drawn = iter(self.draw(valid, steps=steps, seed=seed) if valid else [])
         return [next(drawn) if c is not None else None for c in codes]
+
+    def generate_images(self, prompts: list[str], options: GenerationOptions | None = None, steps: int = 25,
+                        seed: int | None = 0):
+        """Text → images (None where the LLM produced no valid image)."""
+        return self.draw_optional(self.generate_codes(prompts, options), steps=steps, seed=seed)
+
+
+def image_reply_options(options: GenerationOptions | None) -> GenerationOptions:
+    """Options for a reply that is one image: it starts with `<img>` and needs 32 codes + `</img>`."""
+    return replace(options or GenerationOptions(), force_image=True, max_new_tokens=TOKENS_PER_IMAGE + 8)
+
+
+@dataclass
+class ChatReply:
+    """An assistant reply: `parts` in order (text strings, 32-code lists), the text, the images drawn
+    from the code lists, what the decoder dropped, and the whole conversation so far (`history`)."""
+
+    text: str
+    parts: list
+    images: list
+    dropped: list[str] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def codes(self) -> list[list[int]]:
+        return [p for p in self.parts if not isinstance(p, str)]
+
+    @property
+    def message(self) -> dict:
+        """The reply as a chat message, images as codes."""
+        return as_message("assistant", self.parts)
+
+
+def as_message(role: str, parts: list) -> dict:
+    """A turn (text strings and 32-code lists) as a chat message, images as {"codes": […]}."""
+    return {"role": role, "content": [p if isinstance(p, str) else {"codes": p} for p in parts]}
+
+
+def first_images(decoded: list[Decoded]) -> list[list[int] | None]:
+    """The first valid image of each decoded reply, None where there is none."""
+    return [d.images[0] if d.images else None for d in decoded]
 
 
 def _find_part(directory: Path, recorded: str | None, sibling: str) -> Path | None:

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import torch
 
+from ..data.instructions import instruction_corpus
 from ..data.codes import pretokenize, read_code_records, tokenizer_fingerprint
-from ..data.sequences import KINDS, build, pad_batch, text_document, world_texts
+from ..data.sequences import build, pad_batch, text_document, world_texts
 from ..data.shards import export_world
 from ..models.llm import MultimodalTokenizer, SeedLlama, preset, train_text_tokenizer
 from .loop import LoopConfig, train
@@ -40,7 +41,8 @@ class LlmRecipe:
     val_records: int = 256  # caption pairs of the val split, for validation
     mixture: dict = field(default_factory=lambda: {"caption": 0.7, "story": 0.1, "video": 0.1, "text": 0.1})
     batch_tokens: int = 4096  # per step, before padding
-    text_vocab_size: int = 384
+    text_vocab_size: int = 512
+    instruction_corpus: int = 2000  # records per task whose sentences join the text corpus (see train_llm)
     base: LoopConfig = field(default_factory=lambda: LoopConfig(steps=100, lr=2e-3, warmup=20))
     stage1: LoopConfig = field(default_factory=lambda: LoopConfig(steps=300, lr=2e-3, warmup=30, eval_every=150))
     stage2: LoopConfig = field(default_factory=lambda: LoopConfig(steps=1200, lr=1e-3, warmup=40, eval_every=300,
@@ -57,43 +59,56 @@ class LlmRecipe:
 
 # ---------------------------------------------------------------- data
 
-def prepare_data(out: Path, recipe: LlmRecipe, tokenizer_dir: Path, progress: bool = True) -> dict[str, dict]:
-    """Export (once) and pretokenize (resumably) the world records; returns {split: {kind: [records]}}."""
+def prepare_data(out: Path, counts: dict[str, dict[str, int]], seed: int, tokenizer_dir: Path,
+                 progress: bool = True) -> dict[str, dict]:
+    """Export (once) and pretokenize (resumably) `counts` = {split: {task: n}} world records into
+    OUT/world and OUT/codes; returns {split: {task: [records]}}."""
     world = out / "world"
-    for split, counts in (("train", recipe.records), ("val", {"caption": recipe.val_records})):
-        for task, n in counts.items():
+    for split, tasks in counts.items():
+        for task, n in tasks.items():
             manifest = world / "manifest.json"
             have = json.loads(manifest.read_text()).get("splits", {}).get(split, {}).get(task) if manifest.exists() else None
-            if not have or have["n"] != n or have["seed"] != recipe.seed:
-                export_world([task], n, recipe.seed, world, split, progress=progress)
+            if not have or have["n"] != n or have["seed"] != seed:
+                export_world([task], n, seed, world, split, progress=progress)
     pretokenize(world, out / "codes", tokenizer_dir, progress=progress)
-    records: dict[str, dict] = {"train": {}, "val": {}}
+    records: dict[str, dict] = {split: {} for split in counts}
     for r in read_code_records(out / "codes"):
         records[r["split"]].setdefault(r["task"], []).append(r)
     return records
 
 
 class Mixture:
-    """Batch s of a stage: a kind drawn by weight, then records drawn uniformly; a pure function of
-    (seed, stage, s). Each kind's batch size fills `batch_tokens` at its typical length."""
+    """Batch s of a stage: a kind drawn by weight, then items of that kind drawn uniformly; a pure
+    function of (seed, stage, s). `make(kind, index, rng)` builds one sequence (ids, or (ids, labels));
+    each kind's batch size fills `batch_tokens` at its typical length, so batches bucket by length."""
 
-    def __init__(self, tok: MultimodalTokenizer, records: dict, recipe: LlmRecipe, stage: str,
-                 kinds: dict[str, float] | None = None):
-        self.tok, self.records, self.recipe, self.stage = tok, records, recipe, stage
-        self.texts = world_texts(records)
-        self.weights = {k: w for k, w in (kinds or recipe.mixture).items() if w > 0}
+    def __init__(self, make, pool_sizes: dict[str, int], weights: dict[str, float], batch_tokens: int,
+                 pad_id: int, name: str):
+        self.make, self.pad_id, self.name = make, pad_id, name
+        self.weights = {k: w for k, w in weights.items() if w > 0}
+        self.pool_sizes = pool_sizes
         rng = random.Random(0)
         self.batch = {}
         for kind in self.weights:
-            lengths = [len(build(kind, tok, records, self.texts, i, rng)) for i in range(32)]
-            self.batch[kind] = max(1, recipe.batch_tokens * len(lengths) // sum(lengths))
+            lengths = [len(_ids(make(kind, i % pool_sizes[kind], rng))) for i in range(32)]
+            self.batch[kind] = max(1, batch_tokens * len(lengths) // sum(lengths))
 
     def __call__(self, step: int) -> dict[str, torch.Tensor]:
-        rng = random.Random(f"llm/{self.recipe.seed}/{self.stage}/{step}")
+        rng = random.Random(f"{self.name}/{step}")
         kind = rng.choices(list(self.weights), weights=list(self.weights.values()))[0]
-        size = len(self.texts) if kind == "text" else len(self.records[kind])
-        return pad_batch([build(kind, self.tok, self.records, self.texts, rng.randrange(size), rng)
-                          for _ in range(self.batch[kind])], self.tok.pad_id)
+        return pad_batch([self.make(kind, rng.randrange(self.pool_sizes[kind]), rng)
+                          for _ in range(self.batch[kind])], self.pad_id)
+
+
+def _ids(sequence) -> list[int]:
+    return sequence[0] if isinstance(sequence, tuple) else sequence
+
+
+def pretraining_mixture(tok: MultimodalTokenizer, records: dict, recipe: LlmRecipe, stage: str) -> Mixture:
+    texts = world_texts(records)
+    sizes = {kind: len(texts) if kind == "text" else len(records[kind]) for kind in recipe.mixture}
+    return Mixture(lambda kind, i, rng: build(kind, tok, records, texts, i, rng), sizes, recipe.mixture,
+                   recipe.batch_tokens, tok.pad_id, f"llm/{recipe.seed}/{stage}")
 
 
 def validation_batch(tok: MultimodalTokenizer, val_records: dict) -> dict[str, torch.Tensor]:
@@ -165,7 +180,7 @@ def train_stage1(out: Path, recipe: LlmRecipe, model, tok: MultimodalTokenizer, 
     for name, p in peft_model.named_parameters():
         if any(k in name for k in ("embed_tokens", "lm_head", "norm")):
             p.requires_grad_(True)
-    mixture = Mixture(tok, records["train"], recipe, "stage1")
+    mixture = pretraining_mixture(tok, records["train"], recipe, "stage1")
     val = validation_batch(tok, records["val"])
     train("llm-stage1-lora", peft_model, lambda s: (batch_loss(peft_model, mixture(s)), {}), recipe.stage1,
           out / "stage1", _validator(peft_model, val), progress)
@@ -176,7 +191,7 @@ def train_stage2(out: Path, recipe: LlmRecipe, model, tok: MultimodalTokenizer, 
                  progress: bool = True):
     for name, p in model.named_parameters():
         p.requires_grad_("embed_tokens" not in name)
-    mixture = Mixture(tok, records["train"], recipe, "stage2")
+    mixture = pretraining_mixture(tok, records["train"], recipe, "stage2")
     val = validation_batch(tok, records["val"])
     train("llm-stage2-full", model, lambda s: (batch_loss(model, mixture(s)), {}), recipe.stage2,
           out / "stage2", _validator(model, val), progress)
@@ -190,8 +205,12 @@ def train_llm(out: str | Path, tokenizer_dir: str | Path, detokenizer_dir: str |
     recipe = recipe or LlmRecipe()
     out, tokenizer_dir = Path(out), Path(tokenizer_dir)
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    records = prepare_data(out, recipe, tokenizer_dir, progress)
-    model, tok = train_base(out, recipe, world_texts(records["train"]), progress)
+    records = prepare_data(out, {"train": recipe.records, "val": {"caption": recipe.val_records}}, recipe.seed,
+                           tokenizer_dir, progress)
+    # The base LLM learns every sentence the world's tasks use, instruction prompts included (as
+    # Vicuna knows English before SEED-LLaMA sees an image): SFT then needs no new text token.
+    texts = world_texts(records["train"]) + instruction_corpus(recipe.seed, recipe.instruction_corpus)
+    model, tok = train_base(out, recipe, texts, progress)
     from ..models.tokenizer import SeedTokenizer
 
     codebook = SeedTokenizer.from_pretrained(tokenizer_dir).quantize.embedding.weight.detach()

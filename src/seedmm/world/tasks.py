@@ -244,6 +244,31 @@ def sample_story(rng: random.Random, canvas: int = 64, n_edits: int | None = Non
     return Story(tuple(steps), tuple(edits))
 
 
+# ---------------------------------------------------------------- composition
+
+# Names a conversation gives to pictures for in-context generation ("this is tom … draw tom and mia").
+PICTURE_NAMES = ("tom", "mia", "leo", "ava", "max", "zoe")
+
+
+@dataclass(frozen=True)
+class Composition:
+    """Two scenes whose objects fit together (distinct cells, distinct (colour, shape) pairs) and
+    their union: the ground truth of image blending, image + text composition and in-context
+    generation ("draw A and B together")."""
+
+    first: Scene
+    second: Scene
+    union: Scene
+
+
+def sample_composition(rng: random.Random, canvas: int = 64) -> Composition:
+    union = sample_scene(rng, canvas, n_objects=rng.randint(2, 3))
+    objects = list(union.objects)
+    rng.shuffle(objects)
+    k = rng.randint(1, len(objects) - 1)
+    return Composition(scene_from(objects[:k], canvas), scene_from(objects[k:], canvas), union)
+
+
 # ---------------------------------------------------------------- grounding (SEED-X)
 
 N_LOC_BINS = 224

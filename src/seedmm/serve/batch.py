@@ -1,0 +1,127 @@
+"""`seedmm batch IN.jsonl --out-dir DIR`: the interface evaluation harnesses use.
+
+One JSON object per input line:
+    {"id": str, "task": "caption"|"ask"|"generate"|"edit"|"chat",
+     "image": path | "images": [paths], "prompt"/"question"/"instruction": str,
+     "messages": [{"role", "content": str or [str | {"image": path} | {"codes": [32 ints]}]}],
+     "options": {"temperature", "top_p", "top_k", "num_beams", "max_new_tokens", "seed",
+                 "image_guidance_scale", "force_image", "constrain_images", "steps"}}
+One result per non-blank input line, in input order, in DIR/results.jsonl:
+    {"id", "text", "images": [paths of DIR/{id}-{k}.png], "error"}
+A line that cannot run (malformed JSON, unknown task, missing field, missing image, bad option)
+gets its own result with "error" set and null text; every other line still runs. Results are
+written as they come, so a killed job keeps what it finished.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import fields
+from pathlib import Path
+
+from ..models.images import save_images
+from ..models.llm import GenerationOptions
+
+TASKS = ("caption", "ask", "generate", "edit", "chat")
+# What each task reads besides the image(s): the request's text field.
+TEXT_FIELD = {"ask": "question", "generate": "prompt", "edit": "instruction"}
+_OPTION_NAMES = {f.name for f in fields(GenerationOptions)}
+
+
+class RequestError(ValueError):
+    """A request line that cannot run; its message becomes the result's "error"."""
+
+
+def parse_request(line: str) -> dict:
+    try:
+        request = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise RequestError(f"malformed JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(request, dict):
+        raise RequestError("a request is a JSON object")
+    return request
+
+
+def _options(request: dict, default_steps: int) -> tuple[GenerationOptions, int]:
+    given = request.get("options") or {}
+    if not isinstance(given, dict):
+        raise RequestError("options is a JSON object")
+    given = dict(given)
+    steps = given.pop("steps", default_steps)
+    unknown = sorted(set(given) - _OPTION_NAMES)
+    if unknown:
+        raise RequestError(f"unknown option {', '.join(unknown)}")
+    if any(k in given for k in ("temperature", "top_p", "top_k")):
+        given.setdefault("do_sample", True)
+    try:
+        return GenerationOptions(**given), int(steps)
+    except (TypeError, ValueError) as e:
+        raise RequestError(f"bad options: {e}") from None
+
+
+def _image(request: dict):
+    images = request.get("images") or ([request["image"]] if "image" in request else [])
+    if not images or not all(isinstance(i, str) for i in images):
+        raise RequestError(f"task {request['task']!r} needs \"image\": a path")
+    return images[0]
+
+
+def _text(request: dict) -> str:
+    name = TEXT_FIELD[request["task"]]
+    if not isinstance(request.get(name), str) or not request[name].strip():
+        raise RequestError(f"task {request['task']!r} needs \"{name}\": a string")
+    return request[name]
+
+
+def run_request(llm, request: dict, default_steps: int = 25) -> tuple[str | None, list]:
+    """(text, images) of one request."""
+    task = request.get("task")
+    if task not in TASKS:
+        raise RequestError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
+    options, steps = _options(request, default_steps)
+    seed = options.seed if options.seed is not None else 0
+    if task == "caption":
+        return llm.caption([_image(request)], options)[0], []
+    if task == "ask":
+        return llm.ask([_image(request)], [_text(request)], options)[0], []
+    if task in ("generate", "edit"):
+        codes = (llm.generate_codes([_text(request)], options) if task == "generate"
+                 else llm.edit_codes([_image(request)], [_text(request)], options))[0]
+        if codes is None:
+            raise RequestError("no valid image came out")
+        return None, llm.draw([codes], steps=steps, seed=seed)
+    messages = request.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise RequestError("task 'chat' needs \"messages\": a list of {\"role\", \"content\"}")
+    reply = llm.chat(messages, options, steps=steps, seed=seed)
+    return reply.text, reply.images
+
+
+def _file_stem(request_id: str, line_number: int) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", request_id)[:80] or f"line{line_number}"
+
+
+def run_batch(llm, lines: list[str], out_dir: Path, steps: int = 25, progress: bool = True) -> dict:
+    """Run every request line; write DIR/results.jsonl; returns {"results", "errors"}."""
+    from tqdm import tqdm
+
+    done = {"results": 0, "errors": 0}
+    numbered = [(n, line) for n, line in enumerate(lines, start=1) if line.strip()]
+    with open(out_dir / "results.jsonl", "w") as sink:
+        for n, line in tqdm(numbered, desc="batch", unit="request", disable=not progress):
+            result = {"id": None, "text": None, "images": [], "error": None}
+            try:
+                request = parse_request(line)
+                result["id"] = str(request["id"]) if request.get("id") is not None else f"line{n}"
+                text, images = run_request(llm, request, steps)
+                result["text"] = text
+                result["images"] = save_images(images, out_dir / _file_stem(result["id"], n))
+            except Exception as e:  # noqa: BLE001 — one failing request must not sink the others
+                # RequestError, ImageInputError and WorldError are ValueErrors: the request's own fault
+                result["error"] = f"line {n}: {e}" if isinstance(e, ValueError) else f"line {n}: {type(e).__name__}: {e}"
+                done["errors"] += 1
+            sink.write(json.dumps(result) + "\n")
+            sink.flush()
+            done["results"] += 1
+    return done

@@ -1,0 +1,178 @@
+"""SEED-LLaMA-I: conversation layout and loss mask, every task builder, chat history as codes, the
+terminal chat, the batch interface with bad lines, and a tiny instruction-tuning run (real
+transformers / peft models on the shipped image tokenizer and de-tokenizer, no mocks)."""
+
+import io
+import json
+import random
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from seedmm.checkpoints import shipped
+from seedmm.data.instructions import (
+    ASSISTANT, BUILDERS, COMPOSE_KINDS, SOURCE, compose, conversation_ids, instruction_corpus, question_request,
+)
+from seedmm.data.world_samples import make_record
+from seedmm.models.llm import (
+    TOKENS_PER_IMAGE, GenerationOptions, LlamaForCausalLM, MultimodalTokenizer, SeedLlama, preset,
+    train_text_tokenizer,
+)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    texts = instruction_corpus(0, 60)
+    texts += [make_record("caption", "train", i, 0).meta["caption"] for i in range(200)]
+    return MultimodalTokenizer(train_text_tokenizer(texts, 512), num_image_codes=1024)
+
+
+@pytest.fixture(scope="module")
+def llm_dir(tok, tmp_path_factory):
+    """A random tiny SEED-LLaMA saved as an instruction-tuned model that names the shipped tokenizer
+    and de-tokenizer: what `seedmm batch` / `chat` load."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("llm") / "llm"
+    model = LlamaForCausalLM(preset("shapes-tiny").llama_config(tok.text_vocab_size))
+    SeedLlama(model, tok, instruction_tuned=True).save_pretrained(
+        path, image_tokenizer=str(shipped("tokenizer")), detokenizer=str(shipped("detokenizer")))
+    return path
+
+
+@pytest.fixture(scope="module")
+def llm(llm_dir):
+    return SeedLlama.from_pretrained(llm_dir)
+
+
+def _record(task: str, index: int = 0) -> dict:
+    """A world record as a code shard holds it (codes made up: builders only lay them out)."""
+    meta = make_record(task, "train", index, 0).meta
+    rng = random.Random(index)
+    return {**meta, "codes": [[rng.randrange(1024) for _ in range(32)] for _ in meta["scenes"]]}
+
+
+def test_conversation_layout_and_answer_only_loss(tok):
+    record = _record("vqa")
+    qa = record["qa"][0]
+    turns = [("user", question_request(record["codes"][0], qa["question"])), ("assistant", [qa["answer"]])]
+    ids, labels = conversation_ids(tok, turns)
+    assert ids[0] == tok.bos_id and ids[-1] == tok.eos_id and len(ids) == len(labels)
+    answer = [i for i, lab in zip(ids, labels) if lab != -100]
+    assert tok.decode(answer).text == qa["answer"] and answer[-1] == tok.eos_id
+    assert tok.text.unk_token_id not in ids  # the BPE covers the templates, questions and answers
+    assert tok.decode(ids).images == [record["codes"][0]]
+    # the prompt the model gets at inference is the training sequence up to the answer, to the token
+    prompt, _ = conversation_ids(tok, turns[:1], generation_prompt=True)
+    assert ids[:len(prompt)] == prompt and tok.text.decode(prompt[-4:]).endswith(ASSISTANT.strip())
+    with pytest.raises(ValueError, match="ends with a user turn"):
+        conversation_ids(tok, turns, generation_prompt=True)
+
+
+@pytest.mark.parametrize("kind", sorted(BUILDERS))
+def test_every_task_builds_a_conversation(tok, kind):
+    record = _record(SOURCE[kind], 3)
+    turns = BUILDERS[kind](record, random.Random(0))
+    assert turns[-1][0] == "assistant" and turns[0][0] == "user"
+    images = [p for _, parts in turns for p in parts if not isinstance(p, str)]
+    assert images and all(len(p) == TOKENS_PER_IMAGE for p in images)
+    ids, labels = conversation_ids(tok, turns)
+    assert sum(lab != -100 for lab in labels) >= 2  # an answer and its </s>
+
+
+def test_compose_answers_with_the_union_of_both_scenes():
+    record = _record("compose", 5)
+    scenes = record["scenes"]
+    assert {json.dumps(o, sort_keys=True) for s in scenes[:2] for o in s["objects"]} == \
+           {json.dumps(o, sort_keys=True) for o in scenes[2]["objects"]}
+    for kind in COMPOSE_KINDS:
+        assert compose(record, random.Random(0), kind)[-1] == ("assistant", [record["codes"][2]])
+
+
+def test_chat_keeps_images_as_codes_and_never_reencodes_them(llm):
+    given = [7] * 32  # codes no picture encodes to: re-encoding a drawing could not give them back
+    reply = llm.chat([{"role": "user", "content": ["draw it", {"codes": given}]}],
+                     GenerationOptions(64, force_image=True), steps=1)
+    assert len(reply.codes) == 1 and len(reply.images) == 1 and reply.images[0].size == (64, 64)
+    assert reply.history[0]["content"][1] == {"codes": given}
+    assert reply.history[-1] == reply.message == {"role": "assistant", "content": reply.message["content"]}
+    turns = llm.conversation(reply.history + [{"role": "user", "content": "and now?"}])
+    assert turns[0][1][1] == given and reply.codes[0] in turns[1][1]
+    with pytest.raises(ValueError, match="role"):
+        llm.conversation([{"role": "system", "content": "hi"}])
+
+
+def test_terminal_chat_session(llm, tmp_path):
+    from seedmm.serve.chat import chat_session
+    from seedmm.world import render, sample_scene
+
+    render(sample_scene(random.Random(1))).save(tmp_path / "scene.png")
+    script = io.StringIO(f"/force\na small red circle in the top left Please generation an image.\n"
+                         f"/force\nhow many circles? @{tmp_path / 'missing.png'}\n@{tmp_path / 'scene.png'} what?\n/quit\n")
+    out = io.StringIO()
+    args = SimpleNamespace(out_dir=str(tmp_path / "chat"), force_image=False, steps=1, seed=0)
+    chat_session(llm, args, GenerationOptions(24), stdin=script, stdout=out)
+    lines = out.getvalue().splitlines()
+    assert "(force image on)" in lines and "(force image off)" in lines
+    assert any("[image]" in line and (tmp_path / "chat" / "turn01-1.png").is_file() for line in lines)
+    assert any(line.startswith("seedmm: error:") and "missing.png: no such file" in line for line in lines)
+
+
+def test_batch_survives_malformed_lines_and_keeps_every_good_one(llm_dir, tmp_path, capsys):
+    from seedmm.cli import main
+    from seedmm.world import render, sample_scene
+
+    image = tmp_path / "scene.png"
+    render(sample_scene(random.Random(2))).save(image)
+    good = [
+        {"id": "c", "task": "caption", "image": str(image), "options": {"max_new_tokens": 4}},
+        {"id": "a", "task": "ask", "image": str(image), "question": "what color is the circle?"},
+        {"id": "g", "task": "generate", "prompt": "a small red circle in the top left", "options": {"steps": 1}},
+        {"id": "e/1", "task": "edit", "images": [str(image)], "instruction": "remove the red circle",
+         "options": {"steps": 1}},
+        {"id": "t", "task": "chat", "messages": [{"role": "user", "content": [{"image": str(image)}, "hello"]}],
+         "options": {"max_new_tokens": 4}},
+    ]
+    bad = ['{"id": "x", "task": "caption", "image": ', '{"id": "u", "task": "paint"}',
+           json.dumps({"id": "m", "task": "ask", "image": str(tmp_path / "nope.png"), "question": "what?"}),
+           json.dumps({"id": "o", "task": "caption", "image": str(image), "options": {"colour": 1}})]
+    lines = [json.dumps(r) for r in good * 8]  # 40 good lines …
+    for k, line in enumerate(bad):  # … and 4 bad ones among them (≥ 5% of the file)
+        lines.insert(5 + 9 * k, line)
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n\n")
+    with pytest.raises(SystemExit) as exit_:  # partly failed: exit 2 after writing every result
+        main(["batch", str(tmp_path / "in.jsonl"), "--out-dir", str(tmp_path / "out"), "--llm", str(llm_dir), "--quiet"])
+    code = exit_.value.code
+    assert code == 2 and "44 results (4 with an error)" in capsys.readouterr().out
+    results = [json.loads(line) for line in (tmp_path / "out/results.jsonl").read_text().splitlines()]
+    assert len(results) == len(lines)
+    errors = [r for r in results if r["error"]]
+    assert [r["id"] for r in errors] == [None, "u", "m", "o"]
+    assert "malformed JSON" in errors[0]["error"] and "unknown task" in errors[1]["error"]
+    assert "no such file" in errors[2]["error"] and "unknown option colour" in errors[3]["error"]
+    ok = [r for r in results if not r["error"]]
+    assert [r["id"] for r in ok] == [r["id"] for r in good * 8]
+    for r in ok:
+        if r["id"] in ("g", "e/1"):
+            assert len(r["images"]) == 1 and (tmp_path / "out" / "e_1-1.png").is_file()
+        else:
+            assert isinstance(r["text"], str) and r["images"] == []
+
+
+def test_tiny_instruction_tuning_run_writes_a_loadable_adapter(llm_dir, tmp_path):
+    from peft import PeftModel
+
+    from seedmm.train.loop import LoopConfig
+    from seedmm.train.sft import SftRecipe, train_sft
+
+    recipe = SftRecipe(records={t: 6 for t in ("caption", "vqa", "edit", "story", "video", "compose")},
+                       val_records=2, batch_tokens=512, loop=LoopConfig(steps=3, warmup=1, lr=1e-2))
+    path = train_sft(tmp_path / "run", llm_dir, shipped("tokenizer"), recipe, progress=False)
+    assert (path / "adapter_config.json").is_file() and json.loads((path / "seedmm.json").read_text())["instruction_tuned"]
+    tuned, base = SeedLlama.from_pretrained(path), SeedLlama.from_pretrained(llm_dir)
+    assert tuned.instruction_tuned and type(tuned.model).__name__ == "LlamaForCausalLM"
+    changed = [k for k, v in base.model.state_dict().items() if not torch.equal(v, tuned.model.state_dict()[k])]
+    assert changed and all("proj" in k for k in changed)  # LoRA merged into the projections only
+    assert isinstance(PeftModel.from_pretrained(base.model, str(path)), PeftModel)
+    again = train_sft(tmp_path / "run", llm_dir, shipped("tokenizer"), recipe, progress=False)  # resumes: done
+    assert torch.equal(SeedLlama.from_pretrained(again).model.lm_head.weight, tuned.model.lm_head.weight)

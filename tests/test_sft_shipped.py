@@ -1,0 +1,67 @@
+"""The shipped SEED-LLaMA-I adapter (checkpoints/shapes-tiny/llm-sft): headline figures on fixed
+held-out samples, and the ask / edit / batch commands on it."""
+
+import json
+import random
+
+import pytest
+
+from seedmm.checkpoints import shipped
+from seedmm.cli import main
+from seedmm.eval.sft import evaluate_sft
+from seedmm.models.clip import ShapesClip
+from seedmm.models.llm import SeedLlama
+from seedmm.world import render, sample_scene
+
+
+@pytest.fixture(scope="module")
+def llm():
+    return SeedLlama.from_pretrained(shipped("llm-sft"))
+
+
+@pytest.fixture(scope="module")
+def result(llm):
+    return evaluate_sft(llm, ShapesClip.from_pretrained(shipped("clip")), n=60, seed=1)
+
+
+def test_adapter_is_small_and_loads_over_the_shipped_llm(llm):
+    adapter = shipped("llm-sft") / "adapter_model.safetensors"
+    assert adapter.stat().st_size < 3_000_000
+    assert llm.instruction_tuned and type(llm.model).__name__ == "LlamaForCausalLM"
+    assert llm.tokenizer.vocab_size == SeedLlama.from_pretrained(shipped("llm")).tokenizer.vocab_size
+
+
+def test_headline_figures_keep_what_was_reached(result):
+    # The issue's bars: VQA >= 90% overall, edit success >= 60%, 3-turn in-context score >= 50%.
+    # None is met: on 200 held-out records per task the shipped adapter measures VQA 52.7%, edit
+    # success 1.0%, 3-turn 2.0% (README, issue note). What holds it back is upstream: the drawings
+    # go through a de-tokenizer that renders ~1–4% of scenes exactly even from true embeddings, and
+    # the codes themselves hold scenes loosely (an MLP probe reads 1.8% of test scenes exactly from
+    # the code embeddings). This guards what was reached on this fixed sample of 60 records per task
+    # (VQA 58.7%, caption exact 13.3%, code retrieval: text-to-image 95.0%, edits 46.7%).
+    assert result["vqa"]["overall"] >= 0.50, result["vqa"]
+    assert result["caption"]["exact_scene"] >= 0.08, result["caption"]
+    assert result["t2i"]["code_retrieval"] >= 0.85, result["t2i"]
+    assert result["edit"]["code_retrieval"] >= 0.35, result["edit"]
+    assert result["t2i"]["valid"] == 1.0 and result["edit"]["valid"] == 1.0
+
+
+def test_ask_edit_and_batch_commands(tmp_path, capsys, llm):
+    scene = sample_scene(random.Random(4), n_objects=2)
+    render(scene).save(tmp_path / "scene.png")
+    question = f"what size is the {scene.objects[0].name}?"
+    assert main(["ask", str(tmp_path / "scene.png"), question, "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["answer"] == llm.ask([render(scene)], [question])[0]
+    assert main(["edit", str(tmp_path / "scene.png"), f"remove the {scene.objects[0].name}", "-o",
+                 str(tmp_path / "edited.png")]) == 0
+    assert (tmp_path / "edited.png").is_file()
+    assert main(["ask", str(tmp_path / "missing.png"), "what?"]) == 2
+    assert "missing.png: no such file" in capsys.readouterr().err
+    requests = [{"id": "a", "task": "ask", "image": str(tmp_path / "scene.png"), "question": question},
+                {"id": "c", "task": "caption", "image": str(tmp_path / "scene.png")}]
+    (tmp_path / "in.jsonl").write_text("\n".join(json.dumps(r) for r in requests))
+    assert main(["batch", str(tmp_path / "in.jsonl"), "--out-dir", str(tmp_path / "out"), "--quiet"]) == 0
+    results = [json.loads(line) for line in (tmp_path / "out/results.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in results] == ["a", "c"] and results[0]["text"] == record["answer"]
+    assert results[1]["text"] == llm.caption([render(scene)])[0] and not any(r["error"] for r in results)
