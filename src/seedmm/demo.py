@@ -159,31 +159,35 @@ def chat_section(seed: int) -> tuple[str, str]:
     """A scripted conversation with the instruction-tuned model: draw, ask, edit, ask, edit — each
     reply produced from the history so far (the assistant's own pictures carried as codes)."""
     from .checkpoints import shipped
+    from .data.instructions import GENERATE, SHORT_ANSWER
     from .models.llm import GenerationOptions, SeedLlama
 
     llm = SeedLlama.from_pretrained(shipped("llm-sft"))
     rng = random.Random(seed + 5)
     story = T.sample_story(rng, n_edits=2)
-    first, (edit1, edit2) = story.steps[0], story.edits
-    script = [(f"{first[0]} Please generation an image.", True),
-              ("how many objects are there? Please provide an accurate answer consisting of only one word or phrase.",
-               False),
-              (f"{edit1.instruction} Please generation an image.", True),
-              (f"where is the {edit1.target.objects[0].name}? Please provide an accurate answer consisting of only one "
-               "word or phrase.", False),
-              (f"{edit2.instruction} Please generation an image.", True)]
+    scenes = [s for _, s in story.steps]
+    ask = [T.sample_question(scenes[0], rng, "count_shape"), T.sample_question(scenes[1], rng, "where")]
+    script = [(f"{story.steps[0][0]} {GENERATE}", scenes[0]),
+              (f"{ask[0].text} {SHORT_ANSWER}", ask[0].answer),
+              (f"{story.edits[0].instruction} {GENERATE}", scenes[1]),
+              (f"{ask[1].text} {SHORT_ANSWER}", ask[1].answer),
+              (f"{story.edits[1].instruction} {GENERATE}", scenes[2])]
     e = html.escape
     rows, history = [], []
-    for text, wants_image in script:
-        reply = llm.chat(history + [{"role": "user", "content": text}], GenerationOptions(96, force_image=wants_image),
+    for text, truth in script:
+        drawing = not isinstance(truth, str)
+        reply = llm.chat(history + [{"role": "user", "content": text}], GenerationOptions(96, force_image=drawing),
                          seed=seed)
         history = reply.history
-        rows.append(f"<p><b>USER</b>: {e(text)}</p>")
         pictures = " ".join(img_tag(i) for i in reply.images)
-        rows.append(f"<p><b>ASSISTANT</b>: {e(reply.text)} {pictures}</p>")
-    truth = " → ".join(e(caption(s)) for _, s in story.steps)
-    return ("SEED-LLaMA-I: a multi-turn conversation (text and pictures)",
-            "\n".join(rows) + f"<p><i>What a perfect assistant would draw: {truth}</i></p>")
+        if drawing:
+            read = read_scene(reply.images[0]) if reply.images else None
+            verdict = f"judge: {e(caption(read)) or '(nothing)'} {'✓' if read and exact_match(truth, read) else '✗'}"
+        else:
+            verdict = f"truth: {e(truth)} {'✓' if reply.text.strip() == truth else '✗'}"
+        rows += [f"<p><b>USER</b>: {e(text)}</p>",
+                 f"<p><b>ASSISTANT</b>: {e(reply.text)} {pictures} <small>({verdict})</small></p>"]
+    return "SEED-LLaMA-I: a multi-turn conversation (text and pictures)", "\n".join(rows)
 
 
 SECTIONS: list[Callable[[int], tuple[str, str]]] = [world_section, tokenizer_section, detokenizer_section,

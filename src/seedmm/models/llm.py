@@ -13,6 +13,7 @@ unconditional branch being `<s><img>` + the codes so far, as SEED's T2I evaluati
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -310,7 +311,9 @@ class SeedLlama:
             if base is None:
                 raise FileNotFoundError(f"the adapter at {str(directory)!r} names no base SEED-LLaMA that exists")
             llm = cls.from_pretrained(base, image_tokenizer, detokenizer, device)
-            llm.model = PeftModel.from_pretrained(llm.model, str(directory)).merge_and_unload().eval()
+            with warnings.catch_warnings():  # peft calls a transformers method deprecated in v5
+                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+                llm.model = PeftModel.from_pretrained(llm.model, str(directory)).merge_and_unload().eval()
             llm.instruction_tuned = meta.get("instruction_tuned", True)
             return llm
         if not (directory / "config.json").is_file():

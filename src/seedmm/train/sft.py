@@ -79,6 +79,6 @@ def train_sft(out: str | Path, llm_dir: str | Path, tokenizer_dir: str | Path, r
     target = out / "llm-sft"
     base = os.path.relpath(llm_dir.resolve(), target.resolve())  # relative: the pair can move together
     model.peft_config["default"].base_model_name_or_path = base
-    model.save_pretrained(str(target))
+    model.save_pretrained(str(target), save_embedding_layers=False)  # LoRA only: the embeddings are the base's
     (target / "seedmm.json").write_text(json.dumps({"instruction_tuned": True, "base_model": base}, indent=2) + "\n")
     return target
