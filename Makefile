@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/tokenizer.py
 	$(BIN)/python bench/detokenizer.py
 	$(BIN)/python bench/llm.py
+	$(BIN)/python bench/scene_probe.py
 
 clean:
 	rm -rf $(VENV) demo build src/*.egg-info

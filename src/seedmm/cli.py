@@ -434,7 +434,7 @@ def cmd_edit(args) -> None:
 def cmd_chat(args) -> None:
     from .serve.chat import chat_session
 
-    chat_session(_load_llm(args, "llm-sft"), args, _generation_options(args))
+    chat_session(_load_llm(args, "llm-sft"), args, _generation_options(args, max_new_tokens=96))
 
 
 def cmd_batch(args) -> None:

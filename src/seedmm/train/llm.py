@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from ..data.instructions import instruction_corpus
 from ..data.codes import pretokenize, read_code_records, tokenizer_fingerprint
+from ..data.instructions import instruction_corpus
 from ..data.sequences import build, pad_batch, text_document, world_texts
 from ..data.shards import export_world
 from ..models.llm import MultimodalTokenizer, SeedLlama, preset, train_text_tokenizer
