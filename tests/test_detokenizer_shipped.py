@@ -15,7 +15,6 @@ from seedmm.models.clip import ShapesClip
 from seedmm.models.detokenizer import SeedDetokenizerPipeline
 from seedmm.models.tokenizer import SeedTokenizer
 from seedmm.world import render, sample_scene
-from seedmm.world.judge import exact_match, read_scene
 
 
 def _cli(*args):
