@@ -35,10 +35,10 @@ def trained(tmp_path_factory):
     torch.manual_seed(0)
     clip = ShapesClip.new()
     short = dict(warmup=1, eval_every=1000, save_every=1000)
-    recipe = DetokenizerRecipe(vae=LoopConfig(steps=2, **short), unet_v2=LoopConfig(steps=2, **short),
-                               unet_v1=LoopConfig(steps=2, **short),
-                               vae_widths=(8, 16, 32), unet_widths=(16, 32), batch_vae=4, batch_unet=8,
-                               unet_scenes=256)
+    recipe = DetokenizerRecipe(vae=LoopConfig(steps=2, **short), prior=LoopConfig(steps=2, **short),
+                               unet_v2=LoopConfig(steps=2, **short), unet_v1=LoopConfig(steps=2, **short),
+                               vae_widths=(8, 16, 32), unet_widths=(16, 32), batch_vae=4, batch_prior=8,
+                               batch_unet=8, prior_scenes=512, unet_scenes=256)
     train_detokenizer(out, clip, recipe, progress=False)
     return out, clip
 
@@ -84,3 +84,22 @@ def test_tokenizer_loads_with_its_detokenizer(trained, tmp_path):
     tokenizer.detokenizer.set_progress_bar_config(disable=True)
     codes = tokenizer.encode([render(sample_scene(random.Random(0)))])
     assert len(tokenizer.decode(codes, num_inference_steps=1)) == 1
+
+
+@torch.no_grad()
+def test_strength_starts_the_flow_from_the_latent_prior(trained):
+    out, _ = trained
+    pipe = SeedDetokenizerPipeline.from_pretrained(out / "v2")
+    pipe.set_progress_bar_config(disable=True)
+    embeds = torch.randn(2, pipe.conditioner.config.cond_dim)
+
+    def latents(strength, seed):
+        return pipe(image_embeds=embeds, num_inference_steps=4, strength=strength, output_type="latent",
+                    generator=torch.Generator().manual_seed(seed)).images
+
+    prior = pipe.conditioner(embeds)
+    assert torch.equal(latents(0.0, 1), prior) and torch.equal(latents(0.0, 2), prior)  # the estimate itself
+    assert not torch.equal(latents(0.5, 1), latents(0.5, 2))
+    assert not torch.equal(latents(0.5, 1), latents(1.0, 1))
+    with pytest.raises(ValueError, match="strength"):
+        pipe(image_embeds=embeds, strength=1.5)

@@ -40,6 +40,23 @@ def _at_least_one(text: str) -> int:
     return value
 
 
+def _strength(text: str) -> float:
+    """argparse type for --strength: a noise level in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
+    return value
+
+
+def _strength_arg(parser) -> None:
+    parser.add_argument("--strength", type=_strength, default=None,
+                        help="start from the latent prior's estimate noised to this level (1 = pure noise, "
+                             "0 = the estimate as is; default: the pipeline's)")
+
+
 def _given_or_shipped(path: str | None, part: str) -> Path:
     """The directory the user named, else the shipped shapes-tiny one."""
     from .checkpoints import shipped
@@ -228,13 +245,14 @@ def _sampling_args(parser) -> None:
     parser.add_argument("--detokenizer", help="de-tokenizer pipeline directory (default: the shipped one of --style)")
     parser.add_argument("--steps", type=_at_least_one, default=25, help="sampling steps (default 25)")
     parser.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = off)")
+    _strength_arg(parser)
     parser.add_argument("--seed", type=int, default=0)
 
 
 def _decode_to_files(tokenizer, args, codes: list[list[int]], paths: list[Path]) -> None:
     pipe = _load_detokenizer(args.detokenizer, args.style)
     images = tokenizer.decode(codes, pipe, num_inference_steps=args.steps, guidance_scale=args.guidance,
-                              seed=args.seed)
+                              strength=args.strength, seed=args.seed)
     for image, path in zip(images, paths):
         path.parent.mkdir(parents=True, exist_ok=True)
         image.save(path)
@@ -318,7 +336,8 @@ def cmd_eval_detokenizer(args) -> None:
     tokenizer = _load_tokenizer(args.tokenizer)
     pipes = {"v2": _load_detokenizer(args.v2, "v2"), "v1": _load_detokenizer(args.v1, "v1")}
     result = evaluate_detokenizer(tokenizer, _load_clip(args.clip, args.tokenizer), pipes, n=args.n,
-                                  steps=args.steps, guidance=args.guidance, sheet_path=args.sheet)
+                                  steps=args.steps, guidance=args.guidance, strength=args.strength,
+                                  sheet_path=args.sheet)
     print(json.dumps(result, indent=2) if args.json else format_table(result, args.n))
     if args.sheet and not args.json:
         print(f"originals beside reconstructions (oracle, v2, v1): {args.sheet}")
@@ -652,6 +671,7 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--v2", help="v2 de-tokenizer pipeline directory (default: shipped)")
     ed.add_argument("--v1", help="v1 de-tokenizer pipeline directory (default: shipped)")
     _drawing_eval_args(ed, guidance=1.0, sheet="originals beside reconstructions")
+    _strength_arg(ed)
     ed.set_defaults(func=cmd_eval_detokenizer)
 
     el = esub.add_parser("llm", help="SEED-LLaMA: captioning, text-to-image, valid-image rates")

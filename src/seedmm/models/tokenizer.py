@@ -229,7 +229,7 @@ class SeedTokenizer(nn.Module):
 
     @torch.no_grad()
     def decode(self, codes, detokenizer=None, num_inference_steps: int = 25, guidance_scale: float = 1.0,
-               seed: int | None = None, output_type: str = "pil"):
+               strength: float | None = None, seed: int | None = None, output_type: str = "pil"):
         """Codes (B, 32) → B images through a de-tokenizer pipeline (`detokenizer`, else the one given
         to `from_pretrained(…, detokenizer=…)`). With `seed` the result is deterministic."""
         detokenizer = detokenizer or self.detokenizer
@@ -238,7 +238,8 @@ class SeedTokenizer(nn.Module):
                              "SeedTokenizer.from_pretrained(dir, detokenizer=DIR)")
         generator = None if seed is None else torch.Generator().manual_seed(seed)
         return detokenizer(**self.detokenizer_inputs(codes, detokenizer), num_inference_steps=num_inference_steps,
-                           guidance_scale=guidance_scale, generator=generator, output_type=output_type).images
+                           guidance_scale=guidance_scale, strength=strength, generator=generator,
+                           output_type=output_type).images
 
     # ------------------------------------------------------------ persistence
     def save_pretrained(self, directory: str | Path) -> None:

@@ -79,6 +79,8 @@ def train_sft(out: str | Path, llm_dir: str | Path, tokenizer_dir: str | Path, r
     target = out / "llm-sft"
     base = os.path.relpath(llm_dir.resolve(), target.resolve())  # relative: the pair can move together
     model.peft_config["default"].base_model_name_or_path = base
-    model.save_pretrained(str(target), save_embedding_layers=False)  # LoRA only: the embeddings are the base's
+    # LoRA only (the embeddings are the base's), in fp16: half the bytes, as the shipped checkpoints
+    # share a 60 MB budget; peft casts fp16 adapter weights back to the base's fp32 when it loads them.
+    model.to(torch.float16).save_pretrained(str(target), save_embedding_layers=False)
     (target / "seedmm.json").write_text(json.dumps({"instruction_tuned": True, "base_model": base}, indent=2) + "\n")
     return target
