@@ -4,6 +4,7 @@ held-out scenes: the exact-scene rate bounds what a decoder conditioned on that 
 
     vit     the frozen ViT's 65 image tokens, flattened (what the tokenizer's Q-Former reads)
     oracle  the frozen CLIP image embedding (what the v2 de-tokenizer is trained on)
+    causal  the Q-Former's 32 causal embeddings before quantisation, flattened
     v2      the tokenizer's generation embedding from the 32 codes (what SEED v2 decodes)
     codes   the 32 reconstructed causal code embeddings, flattened (what the LLM's codes carry)
 
@@ -41,7 +42,7 @@ def cell_labels(scene) -> torch.Tensor:
     return y
 
 
-KINDS = ("vit", "oracle", "v2", "codes")
+KINDS = ("vit", "oracle", "causal", "v2", "codes")
 
 
 @torch.no_grad()
@@ -54,6 +55,8 @@ def embeddings(clip, tokenizer, scenes, kinds, chunk: int = 256) -> dict[str, to
             out["vit"].append(tokens.flatten(1))
         if "oracle" in out:
             out["oracle"].append(clip.conditioning_from_tokens(tokens))
+        if "causal" in out:
+            out["causal"].append(tokenizer.causal_embeddings(tokenizer.pixel_values(images)).flatten(1))
         if "v2" in out or "codes" in out:
             codes = tokenizer.encode(images)
         if "v2" in out:
