@@ -52,6 +52,8 @@ class DetokenizerRecipe:
     # 5,000 steps, 64% from 65,536 at 10,000) and cheap (an MLP step at batch 256 takes 0.03 s).
     prior: LoopConfig = field(default_factory=lambda: LoopConfig(steps=10000, lr=1e-3, warmup=200, eval_every=2000,
                                                                  save_every=1000, weight_decay=0.0))
+    # With the prior the UNet only sharpens a nearly right estimate; v1's cross-attention step costs
+    # ~2.8x v2's, so v1 gets fewer steps to keep the recipe inside its 40-minute budget.
     unet_v2: LoopConfig = field(default_factory=lambda: unet_loop(1500))
     unet_v1: LoopConfig = field(default_factory=lambda: unet_loop(1000))
     vae_widths: tuple[int, ...] = (16, 32, 64)
