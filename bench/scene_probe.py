@@ -55,10 +55,11 @@ def embeddings(clip, tokenizer, scenes, kinds, chunk: int = 256) -> dict[str, to
             out["vit"].append(tokens.flatten(1))
         if "oracle" in out:
             out["oracle"].append(clip.conditioning_from_tokens(tokens))
+        if {"causal", "v2", "codes"} & set(out):  # one tokenizer pass serves all three
+            causal = tokenizer.causal_embeddings(tokenizer.pixel_values(images))
+            codes, _, _ = tokenizer.quantize_embeddings(causal)
         if "causal" in out:
-            out["causal"].append(tokenizer.causal_embeddings(tokenizer.pixel_values(images)).flatten(1))
-        if "v2" in out or "codes" in out:
-            codes = tokenizer.encode(images)
+            out["causal"].append(causal.flatten(1))
         if "v2" in out:
             out["v2"].append(tokenizer.generation_embedding(codes))
         if "codes" in out:

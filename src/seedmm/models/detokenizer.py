@@ -103,9 +103,13 @@ class SpatialConditioner(ModelMixin, ConfigMixin):
         layers = [m for a, b in zip(widths, widths[1:]) for m in (torch.nn.Linear(a, b), torch.nn.SiLU())]
         self.mlp = torch.nn.Sequential(*layers, torch.nn.Linear(hidden, channels * size * size))
 
+    @staticmethod
+    def pooled(cond: torch.Tensor) -> torch.Tensor:
+        """What the MLP reads: an embedding (B, D) as it is, token features (B, N, D) as their mean."""
+        return cond.mean(1) if cond.dim() == 3 else cond
+
     def forward(self, cond: torch.Tensor) -> torch.Tensor:
-        if cond.dim() == 3:  # token features (B, N, D): their mean
-            cond = cond.mean(1)
+        cond = self.pooled(cond)
         c = self.config
         return self.mlp(cond).view(len(cond), c.channels, c.size, c.size)
 

@@ -139,7 +139,7 @@ def frozen_unet_data(vae: AutoencoderKL, clip: ShapesClip, recipe: DetokenizerRe
             parts["image"].append(clip.conditioning(clip.pixel_values(images)))
         if "v1" in styles:
             tokens = clip.text_tokens(texts)
-            parts["text_mean"].append(tokens.mean(1))
+            parts["text_mean"].append(SpatialConditioner.pooled(tokens))
             if k * chunk < recipe.unet_scenes:
                 parts["text"].append(tokens)
     return {k: torch.cat(v) for k, v in parts.items() if v}
