@@ -103,3 +103,25 @@ def test_training_resumes_exactly_after_a_kill(tmp_path, monkeypatch):
     b = load_file(str(tmp_path / "resumed" / "clip" / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert (tmp_path / "straight" / "stage0" / "loss.png").is_file()
+
+
+def test_caption_decoder_learns_to_write_a_caption_from_the_embeddings():
+    """The stage I/II caption loss is next-word prediction given the 32 embeddings: fitted on two
+    scenes, greedy decoding writes each one's caption word for word and stops at EOS."""
+    from seedmm.eval.tokenizer import caption_exact_rate
+
+    config = preset("shapes-tiny")
+    config.caption_vocab_size = 12
+    torch.manual_seed(0)
+    model = SeedTokenizer(config)
+    embeddings = torch.randn(2, 32, config.qformer.hidden_size)
+    ids = torch.tensor([[2, 5, 6, 7, 3, 0], [2, 8, 9, 10, 11, 3]])  # BOS … EOS, 0 = padding
+    opt = torch.optim.AdamW(model.caption_decoder.parameters(), 3e-3)
+    for _ in range(60):
+        loss = model.caption_loss(embeddings, ids)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert model.greedy_caption_ids(embeddings, max_len=8)[:, :5].tolist() == [[5, 6, 7, 3, 0], [8, 9, 10, 11, 3]]
+    assert caption_exact_rate(model, embeddings, ids) == 1.0
+    assert caption_exact_rate(model, embeddings.flip(0), ids) == 0.0

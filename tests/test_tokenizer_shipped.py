@@ -22,7 +22,7 @@ def tokenizer():
 def test_held_out_retrieval_meets_the_bars(tokenizer):
     result = evaluate_tokenizer(tokenizer, ShapesClip.from_pretrained(shipped("clip")), n=1000)
     assert result["causal_embedding"]["image_to_text"]["R@1"] >= 0.90, result
-    assert result["causal_code"]["image_to_text"]["R@1"] >= 0.80, result  # shipped: 0.851
+    assert result["causal_code"]["image_to_text"]["R@1"] >= 0.85, result  # shipped: 0.904
 
 
 def test_tokenize_cli_prints_codes_and_survives_a_bad_file(tmp_path, tokenizer):

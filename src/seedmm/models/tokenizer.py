@@ -10,6 +10,10 @@
         → v1 generation head: Reverse Q-Former (77 queries cross-attending to the 32 decoded
                               embeddings) → Linear = 77 text-token features for a text-conditioned decoder
 
+Training adds a caption decoder (BLIP-2's image-grounded text generation head, transformers'
+BertLMHeadModel) that writes the caption from the 32 embeddings; it is not part of the official
+models and not needed to tokenize or de-tokenize.
+
 Module names follow the official `Blip2QformerQuantizer` where the structure is the same, so the
 converter (models/convert.py) is a short table.
 """
@@ -23,7 +27,7 @@ import torch
 from diffusers.models.autoencoders.vae import VectorQuantizer
 from torch import nn
 from torch.nn import functional as F
-from transformers import ViTConfig
+from transformers import BertConfig, BertLMHeadModel, ViTConfig
 from transformers.models.vit.modeling_vit import ViTLayer
 
 from .images import load_images, to_pixel_values
@@ -48,6 +52,10 @@ class SeedTokenizerConfig:
     text_dim: int = 768  # v1: width of the text-token features the text-conditioned decoder reads
     contrastive_dim: int = 256  # stage I: shared space of the last causal query and the caption
     text_feature_dim: int = 768  # stage I: width of the caption features from the text encoder
+    # Stage I/II caption decoder (BLIP-2's image-grounded text generation), 0 layers = none; its
+    # vocabulary is the caption text encoder's (set by the training recipe). Not in official checkpoints.
+    caption_decoder_layers: int = 0
+    caption_vocab_size: int = 0
     vq_beta: float = 0.25
 
     @classmethod
@@ -78,7 +86,7 @@ def preset(name: str) -> SeedTokenizerConfig:
                                   encoder_hidden_size=width, dropout=0.0),
             num_codes=1024, code_dim=32, decoder_depth=2, decoder_heads=4, generation_dim=width,
             image_down_dims=(128, 64, 32), v2_head=True, v1_head=True, reverse_queries=77, reverse_layers=2,
-            text_dim=width, contrastive_dim=128, text_feature_dim=width,
+            text_dim=width, contrastive_dim=128, text_feature_dim=width, caption_decoder_layers=2,
         )
     raise ValueError(f"unknown tokenizer preset {name!r}; choose from {', '.join(PRESETS)}")
 
@@ -128,6 +136,13 @@ class SeedTokenizer(nn.Module):
         self.vision_proj = nn.Linear(h, config.contrastive_dim)
         self.text_proj = nn.Linear(config.text_feature_dim, config.contrastive_dim)
         self.temp = nn.Parameter(torch.tensor(0.07))
+        if config.caption_decoder_layers and config.caption_vocab_size:
+            self.caption_decoder = BertLMHeadModel(BertConfig(
+                vocab_size=config.caption_vocab_size, hidden_size=h, num_hidden_layers=config.caption_decoder_layers,
+                num_attention_heads=config.qformer.num_heads, intermediate_size=4 * h, max_position_embeddings=80,
+                is_decoder=True, add_cross_attention=True, pad_token_id=0, hidden_dropout_prob=0.0,
+                attention_probs_dropout_prob=0.0))
+            self.caption_decoder.loss_type = "ForCausalLM"  # next-word loss; the class name does not say so
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         if config.v2_head:
             nn.init.trunc_normal_(self.pos_embed_image, std=0.02)
@@ -172,6 +187,30 @@ class SeedTokenizer(nn.Module):
 
     def contrastive_text_feature(self, text_features: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.text_proj(text_features), dim=-1)
+
+    def caption_loss(self, embeddings: torch.Tensor, caption_ids: torch.Tensor) -> torch.Tensor:
+        """Image-grounded caption generation (BLIP-2's ITG): next-word cross-entropy of the caption
+        (ids from the caption text encoder's tokenizer, 0 = padding) given the 32 embeddings. Unlike the
+        contrastive loss, which a few coarse attributes satisfy within a batch, it makes the embeddings
+        hold every object of the scene."""
+        caption_ids = caption_ids[:, : int((caption_ids != 0).sum(1).max())]
+        mask = (caption_ids != 0).long()
+        return self.caption_decoder(input_ids=caption_ids, attention_mask=mask, encoder_hidden_states=embeddings,
+                                    labels=caption_ids.masked_fill(mask == 0, -100)).loss
+
+    @torch.no_grad()
+    def greedy_caption_ids(self, embeddings: torch.Tensor, bos: int = 2, eos: int = 3, max_len: int = 40):
+        """Greedy decoding of the caption decoder: (B, ≤ max_len) ids after BOS, EOS-terminated rows padded with 0."""
+        ids = torch.full((len(embeddings), 1), bos, dtype=torch.long, device=embeddings.device)
+        done = torch.zeros(len(embeddings), dtype=torch.bool, device=embeddings.device)
+        for _ in range(max_len):
+            logits = self.caption_decoder(input_ids=ids, encoder_hidden_states=embeddings).logits[:, -1]
+            next_ids = logits.argmax(-1).masked_fill(done, 0)
+            ids = torch.cat([ids, next_ids[:, None]], 1)
+            done |= next_ids == eos
+            if done.all():
+                break
+        return ids[:, 1:]
 
     # ------------------------------------------------------------ public API
     def pixel_values(self, images) -> torch.Tensor:
