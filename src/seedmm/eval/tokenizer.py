@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ..models.clip import ShapesClip
+from ..models.clip import EOS_ID, ShapesClip
 from ..models.tokenizer import SeedTokenizer
 from ..world import render
 from .retrieval import held_out_pairs, retrieval_metrics
@@ -23,7 +23,7 @@ def caption_exact_rate(tok: SeedTokenizer, embeddings: torch.Tensor, caption_ids
     predicted = tok.greedy_caption_ids(embeddings).tolist()
     hits = 0
     for row, target in zip(predicted, caption_ids.tolist()):
-        target = target[1:target.index(3) + 1]  # drop BOS, keep EOS (id 3)
+        target = target[1:target.index(EOS_ID) + 1]  # drop BOS, keep EOS
         hits += row[:len(target)] == target
     return hits / len(predicted)
 

@@ -29,6 +29,7 @@ from .persistence import load_weights, read_config, save_model_dir
 from .vision import VisionConfig, VisionEncoder
 
 PAD, UNK, BOS, EOS = "[PAD]", "[UNK]", "[BOS]", "[EOS]"
+BOS_ID, EOS_ID = 2, 3  # the special tokens open the vocabulary in this order (build_text_tokenizer)
 MAX_TEXT_LEN = 77
 
 
@@ -116,7 +117,7 @@ class ShapesClip(nn.Module):
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         rows = []
         for text in texts:
-            ids = [2, *self.text_tokenizer.encode(" ".join(_words(text))).ids][: MAX_TEXT_LEN - 1] + [3]
+            ids = [BOS_ID, *self.text_tokenizer.encode(" ".join(_words(text))).ids][: MAX_TEXT_LEN - 1] + [EOS_ID]
             rows.append(ids + [0] * (MAX_TEXT_LEN - len(ids)))
         return torch.tensor(rows, device=self.device)
 

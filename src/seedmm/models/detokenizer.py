@@ -47,6 +47,11 @@ def palette_to_pixels(indices: torch.LongTensor) -> torch.Tensor:
     return (PALETTE[indices].permute(0, 3, 1, 2) / 127.5) - 1.0
 
 
+def decode_latents(vae, latents: torch.Tensor) -> torch.Tensor:
+    """Scaled latents (what the prior predicts and the UNet denoises) → palette logits."""
+    return vae.decode(latents / vae.config.scaling_factor).sample
+
+
 def logits_to_images(logits: torch.Tensor) -> list[Image.Image]:
     rgb = PALETTE[logits.argmax(1).cpu()].to(torch.uint8).numpy()
     return [Image.fromarray(a) for a in rgb]
@@ -211,7 +216,7 @@ class SeedDetokenizerPipeline(DiffusionPipeline):
         if output_type == "latent":
             images = latents
         else:
-            logits = self.vae.decode(latents / self.vae.config.scaling_factor).sample
+            logits = decode_latents(self.vae, latents)
             images = logits if output_type == "logits" else logits_to_images(logits)
         return ImagePipelineOutput(images=images) if return_dict else (images,)
 

@@ -30,6 +30,7 @@ from torch.nn import functional as F
 from transformers import BertConfig, BertLMHeadModel, ViTConfig
 from transformers.models.vit.modeling_vit import ViTLayer
 
+from .clip import BOS_ID, EOS_ID
 from .images import load_images, to_pixel_values
 from .persistence import load_weights, read_config, save_model_dir
 from .qformer import CausalQFormer, QFormerConfig
@@ -199,7 +200,7 @@ class SeedTokenizer(nn.Module):
                                     labels=caption_ids.masked_fill(mask == 0, -100)).loss
 
     @torch.no_grad()
-    def greedy_caption_ids(self, embeddings: torch.Tensor, bos: int = 2, eos: int = 3, max_len: int = 40):
+    def greedy_caption_ids(self, embeddings: torch.Tensor, bos: int = BOS_ID, eos: int = EOS_ID, max_len: int = 40):
         """Greedy decoding of the caption decoder: (B, ≤ max_len) ids after BOS, EOS-terminated rows padded with 0."""
         ids = torch.full((len(embeddings), 1), bos, dtype=torch.long, device=embeddings.device)
         done = torch.zeros(len(embeddings), dtype=torch.bool, device=embeddings.device)

@@ -27,8 +27,8 @@ from torch.nn import functional as F
 from ..eval.retrieval import held_out_pairs
 from ..models.clip import ShapesClip
 from ..models.detokenizer import (
-    SeedDetokenizerPipeline, SpatialConditioner, logits_to_images, new_palette_vae, new_unet, palette_indices,
-    palette_to_pixels, unet_conditioning, unet_sample,
+    SeedDetokenizerPipeline, SpatialConditioner, decode_latents, logits_to_images, new_palette_vae, new_unet,
+    palette_indices, palette_to_pixels, unet_conditioning, unet_sample,
 )
 from ..world import render
 from ..world.judge import exact_match, read_scene
@@ -161,8 +161,7 @@ def train_prior(out: Path, style: str, recipe: DetokenizerRecipe, vae: Autoencod
         return F.mse_loss(conditioner(conds[rows]), latents[rows]), {}
 
     def validate():
-        logits = vae.decode(conditioner(val_conds) / vae.config.scaling_factor).sample
-        return {"read_back": read_back_rate(val_scenes, logits_to_images(logits))}
+        return {"read_back": read_back_rate(val_scenes, logits_to_images(decode_latents(vae, conditioner(val_conds))))}
 
     train(f"detok-prior-{style}", conditioner, loss_fn, recipe.prior, out / f"{style}_prior_stage", validate, progress)
     return conditioner.requires_grad_(False)

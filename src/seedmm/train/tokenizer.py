@@ -193,19 +193,23 @@ def codebook_health(ids: torch.Tensor, num_codes: int) -> dict[str, float]:
 def frozen_targets(tok: SeedTokenizer, clip: ShapesClip, recipe: TokenizerRecipe) -> dict:
     """Stage II's inputs and targets for a fixed set of train scenes, computed once: the ViT, text
     tower (and, as in the paper, the Q-Former) are frozen, so recomputing them every step (most of a
-    step's cost) buys nothing. "causal" holds the ViT tokens instead when stage II trains the Q-Former."""
-    chunk, parts = 256, {"causal": [], "conditioning": [], "text_features": [], "text_tokens": [], "keys": []}
+    step's cost) buys nothing. When stage II trains the Q-Former, the ViT tokens are kept instead of its outputs."""
+    parts = {"causal": [], "image_tokens": [], "conditioning": [], "text_features": [], "text_tokens": [], "keys": []}
+    chunk = 256
     for k in range(recipe.stage2_scenes // chunk):
         images, texts, keys = world_batch(recipe.seed * 10 + 2, k, chunk, recipe.paraphrase_rate)
         tokens = tok.visual_encoder(tok.pixel_values(images))
         text = clip.text_outputs(texts)
-        parts["causal"].append(tokens if recipe.stage2_trains_qformer else tok.qformer(tokens))
+        if recipe.stage2_trains_qformer:
+            parts["image_tokens"].append(tokens)
+        else:
+            parts["causal"].append(tok.qformer(tokens))
         parts["conditioning"].append(clip.conditioning_from_tokens(tokens))
         parts["text_features"].append(text.pooler_output)
         parts["text_tokens"].append(text.last_hidden_state)
         parts["keys"] += keys
     parts["caption_ids"] = [clip.tokenize(parts["keys"])]
-    return {k: v if k == "keys" else torch.cat(v) for k, v in parts.items()}
+    return {k: v if k == "keys" else torch.cat(v) for k, v in parts.items() if v}
 
 
 def train_stage2(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, tok: SeedTokenizer,
@@ -233,7 +237,7 @@ def train_stage2(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, tok: Seed
     n = len(data["keys"])
 
     def causal_embeddings(rows: torch.Tensor) -> torch.Tensor:
-        return tok.qformer(data["causal"][rows]) if recipe.stage2_trains_qformer else data["causal"][rows]
+        return tok.qformer(data["image_tokens"][rows]) if recipe.stage2_trains_qformer else data["causal"][rows]
 
     def restart_dead_codes(step: int) -> None:
         """Codes no encoder output of a 2,048-token sample picks restart at random encoder outputs
