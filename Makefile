@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/detokenizer.py
 	$(BIN)/python bench/llm.py
 	$(BIN)/python bench/scene_probe.py
+	$(BIN)/python bench/code_locality.py
 
 clean:
 	rm -rf $(VENV) demo build src/*.egg-info

@@ -18,21 +18,26 @@ from .retrieval import held_out_pairs, retrieval_metrics
 
 
 @torch.no_grad()
+def caption_hits(tok: SeedTokenizer, embeddings: torch.Tensor, caption_ids: torch.Tensor) -> list[bool]:
+    """Per image: is the greedy caption from `embeddings` word for word the canonical one?"""
+    hits = []
+    for row, target in zip(tok.greedy_caption_ids(embeddings).tolist(), caption_ids.tolist()):
+        target = target[1:target.index(EOS_ID) + 1]  # drop BOS, keep EOS
+        hits.append(row[:len(target)] == target)
+    return hits
+
+
 def caption_exact_rate(tok: SeedTokenizer, embeddings: torch.Tensor, caption_ids: torch.Tensor) -> float:
     """Share of images whose greedy caption from `embeddings` is word for word the canonical one."""
-    predicted = tok.greedy_caption_ids(embeddings).tolist()
-    hits = 0
-    for row, target in zip(predicted, caption_ids.tolist()):
-        target = target[1:target.index(EOS_ID) + 1]  # drop BOS, keep EOS
-        hits += row[:len(target)] == target
-    return hits / len(predicted)
+    hits = caption_hits(tok, embeddings, caption_ids)
+    return sum(hits) / len(hits)
 
 
 @torch.no_grad()
 def evaluate_tokenizer(tokenizer: SeedTokenizer, clip: ShapesClip, n: int = 1000, batch: int = 250,
                        seed: int = 0) -> dict:
     pairs = held_out_pairs(n, seed=seed)
-    captions = bool(tokenizer.config.caption_vocab_size)
+    captions = tokenizer.config.has_caption_decoder
     causal_feats, code_feats, text_feats = [], [], []
     caption_hits = {"causal_embedding": 0.0, "causal_code": 0.0}
     for start in range(0, n, batch):

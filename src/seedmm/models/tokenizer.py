@@ -70,6 +70,10 @@ class SeedTokenizerConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def has_caption_decoder(self) -> bool:
+        return bool(self.caption_decoder_layers and self.caption_vocab_size)
+
 
 def preset(name: str) -> SeedTokenizerConfig:
     """Named configurations: the papers' sizes and the tiny CPU-trainable one."""
@@ -137,7 +141,7 @@ class SeedTokenizer(nn.Module):
         self.vision_proj = nn.Linear(h, config.contrastive_dim)
         self.text_proj = nn.Linear(config.text_feature_dim, config.contrastive_dim)
         self.temp = nn.Parameter(torch.tensor(0.07))
-        if config.caption_decoder_layers and config.caption_vocab_size:
+        if config.has_caption_decoder:
             self.caption_decoder = BertLMHeadModel(BertConfig(
                 vocab_size=config.caption_vocab_size, hidden_size=h, num_hidden_layers=config.caption_decoder_layers,
                 num_attention_heads=config.qformer.num_heads, intermediate_size=4 * h, max_position_embeddings=80,

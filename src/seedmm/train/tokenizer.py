@@ -138,7 +138,8 @@ def train_stage1(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, progress:
     tok = new_tokenizer(recipe, clip)
     _freeze(clip, tok)
     trainable = [tok.qformer, tok.vision_proj, tok.text_proj]
-    if recipe.caption_weight:
+    captions = tok.config.has_caption_decoder  # new_tokenizer gives it one when recipe.caption_weight > 0
+    if captions:
         trainable.append(tok.caption_decoder)
     for m in trainable:
         for p in m.parameters():
@@ -161,7 +162,7 @@ def train_stage1(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, progress:
         temp = tok.temp.clamp(0.001, 0.5)
         loss = contrastive_loss(img, txt, 1 / temp, keys, label_smoothing=0.1)
         logs = {"itc": float(loss.detach()), "temp": float(temp.detach())}
-        if recipe.caption_weight:
+        if captions:
             itg = tok.caption_loss(causal, clip.tokenize(keys))  # the canonical caption: the whole scene
             loss = loss + recipe.caption_weight * itg
             logs["itg"] = float(itg.detach())
@@ -171,7 +172,7 @@ def train_stage1(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, progress:
         causal = tok.causal_embeddings(val_pixels)
         m = retrieval_metrics(tok.contrastive_image_feature(causal), tok.contrastive_text_feature(val_text_features))
         logs = {"val_i2t_R@1": m["image_to_text"]["R@1"], "val_t2i_R@1": m["text_to_image"]["R@1"]}
-        if recipe.caption_weight:
+        if captions:
             logs["val_caption_exact"] = caption_exact_rate(tok, causal, val_caption_ids)
         return logs
 
@@ -219,7 +220,7 @@ def train_stage2(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, tok: Seed
     trainable = [tok.encode_task_layer, tok.quantize, tok.decode_task_layer, tok.blocks]
     if recipe.stage2_trains_qformer:
         trainable += [tok.qformer, tok.vision_proj, tok.text_proj]
-        if cfg.caption_vocab_size:
+        if cfg.has_caption_decoder:
             trainable.append(tok.caption_decoder)
     if cfg.v2_head:
         trainable += [tok.blocks_image, tok.image_down, tok.distill_image_proj]
@@ -277,7 +278,7 @@ def train_stage2(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, tok: Seed
             itc_causal = contrastive_loss(tok.contrastive_image_feature(causal), text, scale, keys, label_smoothing=0.1)
             loss = loss + itc_causal
             logs["itc_causal"] = float(itc_causal.detach())
-        if recipe.code_caption_weight and cfg.caption_vocab_size:
+        if recipe.code_caption_weight and cfg.has_caption_decoder:
             itg = tok.caption_loss(recon, data["caption_ids"][rows])
             loss = loss + recipe.code_caption_weight * itg
             logs["itg"] = float(itg.detach())
@@ -300,7 +301,7 @@ def train_stage2(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, tok: Seed
         recon = tok.embed_codes(ids)
         from_codes = retrieval_metrics(tok.contrastive_image_feature(recon), text)
         logs = {"val_code_i2t_R@1": from_codes["image_to_text"]["R@1"], **codebook_health(ids, cfg.num_codes)}
-        if cfg.caption_vocab_size:
+        if cfg.has_caption_decoder:
             logs["val_code_caption_exact"] = caption_exact_rate(tok, recon, val_caption_ids)
         return logs
 
