@@ -1,8 +1,9 @@
 """Do the codes tell a scene part by part, or hash it whole? Two measurements on held-out scenes:
 
     edit twins   each scene and its one-object edit (recolour, resize, move, remove or add) are
-                 tokenized; the share of the 32 positions whose code stays the same, overall and per
-                 position. Codes that describe objects separately keep most positions under an edit
+                 tokenized; the share of the 32 positions whose code stays the same, overall, per
+                 position, and among the queries whose patches the edit left pixel-identical (with a
+                 query grid; without one every query reads every patch, so there are none). Codes that describe objects separately keep most positions under an edit
                  of one object; a hash of the whole scene changes nearly all of them.
     by count     the tokenizer's own caption decoder, reading the code embeddings, writes the canonical
                  caption word for word — split by the number of objects. Test scenes are never seen
@@ -47,9 +48,13 @@ def main() -> None:
     with torch.no_grad():
         pixels = tok.pixel_values([render(s) for s in scenes])
         codes = tok.encode(pixels)
-        twins = tok.encode([render(sample_edit(s, rng).target) for s in scenes])
+        twin_pixels = tok.pixel_values([render(sample_edit(s, rng).target) for s in scenes])
+        twins = tok.encode(twin_pixels)
     same = (codes == twins).float()
-    print(f"edit twins ({len(scenes)} held-out scenes): same code at {100 * same.mean():.1f}% of positions")
+    untouched = tok.unchanged_queries(pixels, twin_pixels)
+    local = (f"; at the {100 * untouched.float().mean():.1f}% whose patches the edit left pixel-identical, "
+             f"{100 * same[untouched].mean():.1f}%") if untouched.any() else ""
+    print(f"edit twins ({len(scenes)} held-out scenes): same code at {100 * same.mean():.1f}% of positions{local}")
     print("  per position: " + " ".join(f"{100 * x:.0f}" for x in same.mean(0)))
     if tok.config.v2_head:
         with torch.no_grad():

@@ -41,12 +41,13 @@ def test_seed_v2_reconstruction_keeps_what_was_reached(parts):
     tokenizer, clip, pipes = parts
     result = evaluate_detokenizer(tokenizer, clip, {"v2": pipes["v2"]}, n=200, seed=1)
     # The issue's bars are exact-scene 85% (oracle) and 75% (SEED v2); the shipped weights measure
-    # 65.0% and 0.6% on 500 scenes (README, issue note), so this guards what was reached: the oracle
-    # draws most scenes exactly (the decoder before the latent prior: 8.4%), objects land in the
-    # right cells from codes too (SEED v2 position 82%), and the oracle beats SEED v2.
+    # about 63% and 20% on 500 scenes (README, issue note), so this guards what was reached: the oracle
+    # draws most scenes exactly (the decoder before the latent prior: 8.4%), SEED v2 draws a fifth of
+    # them from the region-local codes (0.6% from the previous whole-image codes) with every object in
+    # its cell, and the oracle beats SEED v2.
     assert result["oracle"]["exact_scene"] >= 0.5 and result["oracle"]["shape"] >= 0.75, result
     assert result["oracle"]["clip_similarity"] >= 95, result
-    assert result["seed_v2"]["position"] >= 0.7, result
+    assert result["seed_v2"]["exact_scene"] >= 0.12 and result["seed_v2"]["position"] >= 0.9, result
     assert result["oracle"]["clip_similarity"] > result["seed_v2"]["clip_similarity"], result
 
 

@@ -174,5 +174,12 @@ def test_tiny_instruction_tuning_run_writes_a_loadable_adapter(llm_dir, tmp_path
     changed = [k for k, v in base.model.state_dict().items() if not torch.equal(v, tuned.model.state_dict()[k])]
     assert changed and all("proj" in k for k in changed)  # LoRA merged into the projections only
     assert isinstance(PeftModel.from_pretrained(base.model, str(path)), PeftModel)
-    again = train_sft(tmp_path / "run", llm_dir, shipped("tokenizer"), recipe, progress=False)  # resumes: done
+    again = train_sft(tmp_path / "run", llm_dir, None, recipe, progress=False)  # the LLM's tokenizer; resumes: done
     assert torch.equal(SeedLlama.from_pretrained(again).model.lm_head.weight, tuned.model.lm_head.weight)
+    # An LLM trained on another codebook's codes is refused before any data is made with this one.
+    other = tmp_path / "other" / "llm"
+    SeedLlama.from_pretrained(llm_dir).save_pretrained(other, image_tokenizer=str(shipped("tokenizer")),
+                                                       image_tokenizer_blake2b="0" * 32)
+    with pytest.raises(ValueError, match="not the one this LLM was trained on"):
+        train_sft(tmp_path / "refused", other, shipped("tokenizer"), recipe, progress=False)
+    assert not (tmp_path / "refused" / "codes").exists()

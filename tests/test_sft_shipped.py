@@ -33,16 +33,15 @@ def test_adapter_is_small_and_loads_over_the_shipped_llm(llm):
 
 def test_headline_figures_keep_what_was_reached(result):
     # The issue's bars: VQA >= 90% overall, edit success >= 60%, 3-turn in-context score >= 50%.
-    # None is met: on 200 held-out records per task the shipped adapter measures VQA 56.0%, edit
-    # success 2.0%, 3-turn 2.0% (README, issue note). What holds it back is upstream: the codes tell
-    # scenes loosely (the tokenizer's own caption decoder writes 2.6% of test captions exactly from
-    # them), and the de-tokenizer, which draws 63% of scenes exactly from true embeddings, draws under
-    # 1% from the tokenizer's own codes. This guards what was reached (on 200 records per task: VQA
-    # 56.0%, caption exact 14.0%, code retrieval: text-to-image 92.0%, edits 38.5%).
-    assert result["vqa"]["overall"] >= 0.50, result["vqa"]
-    assert result["caption"]["exact_scene"] >= 0.08, result["caption"]
-    assert result["t2i"]["code_retrieval"] >= 0.85, result["t2i"]
-    assert result["edit"]["code_retrieval"] >= 0.35, result["edit"]
+    # None is met: on 200 held-out records per task the shipped adapter measures VQA 56.4%, edit
+    # success 4.0%, 3-turn 9.3% (README, issue note). This guards what was reached (on 200 records per
+    # task: VQA 56.4%, caption exact 88.0%, text-to-image exact 20.5%, code retrieval: text-to-image
+    # 86.0%, edits 38.0%).
+    assert result["vqa"]["overall"] >= 0.45, result["vqa"]
+    assert result["caption"]["exact_scene"] >= 0.75, result["caption"]
+    assert result["t2i"]["exact_scene"] >= 0.08, result["t2i"]
+    assert result["t2i"]["code_retrieval"] >= 0.7, result["t2i"]
+    assert result["edit"]["code_retrieval"] >= 0.2, result["edit"]
     assert result["t2i"]["valid"] == 1.0 and result["edit"]["valid"] == 1.0
 
 

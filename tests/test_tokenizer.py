@@ -7,8 +7,9 @@ import torch
 from PIL import Image
 
 from seedmm.models.images import ImageInputError, load_image, load_images
+from seedmm.models.qformer import query_regions
 from seedmm.models.tokenizer import SeedTokenizer, preset
-from seedmm.world import render, sample_scene
+from seedmm.world import render, sample_edit, sample_scene
 
 
 @pytest.fixture(scope="module")
@@ -19,11 +20,12 @@ def tiny():
 
 def _outputs_with_query_changed(model, k):
     image = torch.randn(2, model.config.vision.num_tokens, model.config.vision.hidden_size)
+    nudge = torch.randn(model.config.qformer.hidden_size)  # not a constant: LayerNorm would remove it
     with torch.no_grad():
         before = model.qformer(image)
-        model.qformer.query_tokens[0, k] += 1.0
+        model.qformer.query_tokens[0, k] += nudge
         after = model.qformer(image)
-        model.qformer.query_tokens[0, k] -= 1.0
+        model.qformer.query_tokens[0, k] -= nudge
     return before, after
 
 
@@ -125,3 +127,31 @@ def test_caption_decoder_learns_to_write_a_caption_from_the_embeddings():
     assert model.greedy_caption_ids(embeddings, max_len=8)[:, :5].tolist() == [[5, 6, 7, 3, 0], [8, 9, 10, 11, 3]]
     assert caption_exact_rate(model, embeddings, ids) == 1.0
     assert caption_exact_rate(model, embeddings.flip(0), ids) == 0.0
+
+
+def test_query_grid_queries_read_only_their_region(tiny):
+    """shapes-tiny splits the 32 queries over a 3×3 grid of image regions, and its ViT keeps each
+    region's patches to themselves: a query's output moves when a pixel of its region changes and
+    never when a pixel elsewhere or a query of another region does, so an edit of one cell leaves
+    the other regions' codes exactly as they were."""
+    assert tiny.config.qformer.query_grid == 3
+    seen = tiny.qformer.patches_seen(8)
+    region = query_regions(32, 3)
+    assert seen.shape == (32, 64) and seen.any(0).all()
+    assert torch.equal(seen.float() @ seen.float().T > 0, region[:, None] == region[None, :])  # regions are disjoint
+    pixels = tiny.pixel_values([render(sample_scene(__import__("random").Random(1)))])
+    with torch.no_grad():
+        before = tiny.causal_embeddings(pixels)
+        for row, col in ((0, 0), (3, 4), (7, 7)):  # patches: top left, centre, bottom right
+            changed = pixels.clone()
+            changed[..., 8 * row + 3, 8 * col + 5] += 1.0
+            moved = ~torch.isclose(before, tiny.causal_embeddings(changed), atol=1e-6).all(-1)[0]
+            assert torch.equal(moved, seen[:, 8 * row + col]), (row, col)
+    before, after = _outputs_with_query_changed(tiny, 0)  # queries 0-3 are the top-left region's
+    assert torch.equal(before[:, 4:], after[:, 4:]) and not torch.allclose(before[:, 1:4], after[:, 1:4])
+    scene = sample_scene(__import__("random").Random(3))
+    edit = sample_edit(scene, __import__("random").Random(0))
+    a, b = tiny.pixel_values([render(scene)]), tiny.pixel_values([render(edit.target)])
+    unchanged = tiny.unchanged_queries(a, b)[0]
+    assert 0 < int(unchanged.sum()) < 32
+    assert torch.equal(tiny.encode(a)[0, unchanged], tiny.encode(b)[0, unchanged])

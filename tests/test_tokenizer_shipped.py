@@ -22,7 +22,10 @@ def tokenizer():
 def test_held_out_retrieval_meets_the_bars(tokenizer):
     result = evaluate_tokenizer(tokenizer, ShapesClip.from_pretrained(shipped("clip")), n=1000)
     assert result["causal_embedding"]["image_to_text"]["R@1"] >= 0.90, result
-    assert result["causal_code"]["image_to_text"]["R@1"] >= 0.85, result  # shipped: 0.904
+    assert result["causal_code"]["image_to_text"]["R@1"] >= 0.95, result  # shipped: 0.981
+    # The codes describe the scene region by region: the tokenizer's caption decoder writes the
+    # held-out caption word for word from them (shipped: 85.9%; the whole-image queries: 2.6%).
+    assert result["caption_exact"]["causal_code"] >= 0.8, result
 
 
 def test_tokenize_cli_prints_codes_and_survives_a_bad_file(tmp_path, tokenizer):

@@ -477,8 +477,10 @@ def cmd_train_sft(args) -> None:
 
     _require_tiny_preset(args.preset, "instruction-tune a full-size model with the Python API")
     llm_dir = _given_or_shipped(args.llm, "llm")
-    tokenizer_dir = _given_or_shipped(args.tokenizer, "tokenizer")
-    path = train_sft(args.out, llm_dir, tokenizer_dir, SftRecipe(seed=args.seed), progress=not args.quiet)
+    try:
+        path = train_sft(args.out, llm_dir, args.tokenizer, SftRecipe(seed=args.seed), progress=not args.quiet)
+    except (FileNotFoundError, ValueError) as e:
+        raise UsageError(str(e)) from None
     print(f"SEED-LLaMA-I adapter written to {path}")
 
 
@@ -642,7 +644,8 @@ def build_parser() -> argparse.ArgumentParser:
     ts = train_parser("sft", "SEED-LLaMA-I: LoRA instruction tuning on every world task (adapter over the LLM)",
                       "resumes; world/ and codes/ data are made once", cmd_train_sft)
     ts.add_argument("--llm", help="pretrained SEED-LLaMA to tune (default: shipped)")
-    ts.add_argument("--tokenizer", help="frozen image tokenizer (default: shipped)")
+    ts.add_argument("--tokenizer", help="frozen image tokenizer (default: the one the LLM was trained on; "
+                                        "another is refused)")
 
     rc = sub.add_parser("reconstruct", help="image → 32 codes → image")
     rc.add_argument("images", nargs="+", help="image files")

@@ -327,6 +327,13 @@ class SeedLlama:
                         "image_tokenizer_blake2b": meta.get("image_tokenizer_blake2b")}
         return llm
 
+    def source(self, name: str) -> Path:
+        """The directory "image_tokenizer" or "detokenizer" is (or will be) loaded from."""
+        where = getattr(self, "_sources", {}).get(name)
+        if not isinstance(where, (str, Path)):
+            raise ValueError(f"this SEED-LLaMA's {name.replace('_', ' ')} was given as a model, not a directory")
+        return Path(where)
+
     def component(self, name: str):
         """"image_tokenizer" or "detokenizer", loaded on first use."""
         if getattr(self, name) is None:

@@ -88,7 +88,7 @@ def preset(name: str) -> SeedTokenizerConfig:
             vision=VisionConfig(image_size=64, patch_size=8, hidden_size=width, num_layers=4, num_heads=4,
                                 mlp_size=4 * width),
             qformer=QFormerConfig(hidden_size=width, num_layers=4, num_heads=4, intermediate_size=4 * width,
-                                  encoder_hidden_size=width, dropout=0.0),
+                                  encoder_hidden_size=width, dropout=0.0, query_grid=3),
             num_codes=1024, code_dim=32, decoder_depth=2, decoder_heads=4, generation_dim=width,
             image_down_dims=(128, 64, 32), v2_head=True, v1_head=True, reverse_queries=77, reverse_layers=2,
             text_dim=width, contrastive_dim=128, text_feature_dim=width, caption_decoder_layers=2,
@@ -114,7 +114,7 @@ class SeedTokenizer(nn.Module):
         self.config = config
         self.detokenizer = None  # a de-tokenizer pipeline for `decode` (not a submodule: saved on its own)
         h = config.qformer.hidden_size
-        self.visual_encoder = VisionEncoder(config.vision)
+        self.visual_encoder = VisionEncoder(config.vision, region_grid=config.qformer.query_grid)
         self.qformer = CausalQFormer(config.qformer)
         self.encode_task_layer = nn.Sequential(nn.Linear(h, h), nn.Tanh(), nn.Linear(h, config.code_dim))
         self.quantize = VectorQuantizer(config.num_codes, config.code_dim, beta=config.vq_beta, legacy=True)
@@ -161,6 +161,14 @@ class SeedTokenizer(nn.Module):
         """(B, 32, hidden): the Q-Former's query outputs."""
         return self.qformer(self.visual_encoder(pixel_values))
 
+    def unchanged_queries(self, pixels_a: torch.Tensor, pixels_b: torch.Tensor) -> torch.Tensor:
+        """(B, num_queries) bool: queries whose every patch is pixel-identical in the two images, so
+        their codes ought to be the same for both (with a query grid: the parts an edit did not touch)."""
+        size = self.config.vision.patch_size
+        side = self.config.vision.image_size // size
+        changed = (pixels_a != pixels_b).any(1).view(len(pixels_a), side, size, side, size).any(4).any(2)
+        return (changed.flatten(1).float() @ self.qformer.patches_seen(side).float().T.to(changed.device)) == 0
+
     def quantize_embeddings(self, causal: torch.Tensor):
         """→ ids (B, 32), straight-through quantized (B, 32, code_dim), VQ loss."""
         z = self.encode_task_layer(causal)
@@ -187,8 +195,10 @@ class SeedTokenizer(nn.Module):
         return self.reverse_proj(self.reverse_qformer(decoded))
 
     def contrastive_image_feature(self, causal: torch.Tensor) -> torch.Tensor:
-        """The LAST causal query (the only one that has seen all others), projected and normalised."""
-        return F.normalize(self.vision_proj(causal[:, -1]), dim=-1)
+        """The LAST causal query (the only one that has seen all others), projected and normalised; with a
+        query grid no query sees the whole image, so the mean of all of them."""
+        pooled = causal.mean(1) if self.config.qformer.query_grid else causal[:, -1]
+        return F.normalize(self.vision_proj(pooled), dim=-1)
 
     def contrastive_text_feature(self, text_features: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.text_proj(text_features), dim=-1)

@@ -57,18 +57,21 @@ def validation_batch(tok, val_records: dict, recipe: SftRecipe) -> dict[str, tor
                       for r in val_records.get(SOURCE[kind], [])], tok.pad_id)
 
 
-def train_sft(out: str | Path, llm_dir: str | Path, tokenizer_dir: str | Path, recipe: SftRecipe | None = None,
-              progress: bool = True) -> Path:
-    """LoRA instruction tuning of the SEED-LLaMA at `llm_dir`; returns the adapter directory OUT/llm-sft."""
+def train_sft(out: str | Path, llm_dir: str | Path, tokenizer_dir: str | Path | None = None,
+              recipe: SftRecipe | None = None, progress: bool = True) -> Path:
+    """LoRA instruction tuning of the SEED-LLaMA at `llm_dir`; returns the adapter directory OUT/llm-sft.
+    The records are pretokenized with the image tokenizer the LLM was trained on (`tokenizer_dir`, if
+    given, must be that one: codes of another codebook would teach it nonsense)."""
     from peft import LoraConfig, get_peft_model
 
     recipe = recipe or SftRecipe()
     out, llm_dir = Path(out), Path(llm_dir)
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     val_counts = {SOURCE[kind]: recipe.val_records for kind in recipe.weights}
-    records = prepare_data(out, {"train": recipe.records, "val": val_counts}, recipe.seed, Path(tokenizer_dir),
-                           progress)
-    llm = SeedLlama.from_pretrained(llm_dir, image_tokenizer=str(tokenizer_dir))
+    llm = SeedLlama.from_pretrained(llm_dir, image_tokenizer=str(tokenizer_dir) if tokenizer_dir else None)
+    llm.component("image_tokenizer")  # checks its fingerprint against the one the LLM recorded
+    tokenizer_dir = llm.source("image_tokenizer")
+    records = prepare_data(out, {"train": recipe.records, "val": val_counts}, recipe.seed, tokenizer_dir, progress)
     torch.manual_seed(recipe.seed)
     model = get_peft_model(llm.model, LoraConfig(r=recipe.lora_r, lora_alpha=recipe.lora_alpha,
                                                  lora_dropout=recipe.lora_dropout, target_modules=list(LORA_TARGETS)))

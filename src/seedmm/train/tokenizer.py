@@ -199,13 +199,14 @@ def frozen_targets(tok: SeedTokenizer, clip: ShapesClip, recipe: TokenizerRecipe
     chunk = 256
     for k in range(recipe.stage2_scenes // chunk):
         images, texts, keys = world_batch(recipe.seed * 10 + 2, k, chunk, recipe.paraphrase_rate)
-        tokens = tok.visual_encoder(tok.pixel_values(images))
+        pixels = tok.pixel_values(images)
+        tokens = tok.visual_encoder(pixels)
         text = clip.text_outputs(texts)
         if recipe.stage2_trains_qformer:
             parts["image_tokens"].append(tokens)
         else:
             parts["causal"].append(tok.qformer(tokens))
-        parts["conditioning"].append(clip.conditioning_from_tokens(tokens))
+        parts["conditioning"].append(clip.conditioning(pixels))
         parts["text_features"].append(text.pooler_output)
         parts["text_tokens"].append(text.last_hidden_state)
         parts["keys"] += keys
