@@ -3,8 +3,9 @@
     edit twins   each scene and its one-object edit (recolour, resize, move, remove or add) are
                  tokenized; the share of the 32 positions whose code stays the same, overall, per
                  position, and among the queries whose patches the edit left pixel-identical (with a
-                 query grid; without one every query reads every patch, so there are none). Codes that describe objects separately keep most positions under an edit
-                 of one object; a hash of the whole scene changes nearly all of them.
+                 query grid; without one every query reads every patch, so there are none). Codes
+                 that describe objects separately keep most positions under an edit of one object;
+                 a hash of the whole scene changes nearly all of them.
     by count     the tokenizer's own caption decoder, reading the code embeddings, writes the canonical
                  caption word for word — split by the number of objects. Test scenes are never seen
                  in training (splits are by caption), so only a description that composes reaches 2-

@@ -61,6 +61,11 @@ def query_regions(num_queries: int, grid: int, device=None) -> torch.Tensor:
     return torch.arange(num_queries, device=device) * grid * grid // num_queries
 
 
+def query_sees_patch(num_queries: int, grid: int, patches_per_side: int, device=None) -> torch.Tensor:
+    """(num_queries, patches²) bool of `query_grid`: the patches of each query's region."""
+    return query_regions(num_queries, grid, device)[:, None] == patch_regions(patches_per_side, grid, device)[None, :]
+
+
 def region_masks(num_queries: int, grid: int, patches_per_side: int, causal: bool, dtype: torch.dtype, device=None):
     """Additive masks of `query_grid`: over the queries (1, 1, Q, Q), within a region (causal or not), and
     over the image tokens (1, 1, Q, 1 + patches²), the class token and other regions' patches masked."""
@@ -68,7 +73,7 @@ def region_masks(num_queries: int, grid: int, patches_per_side: int, causal: boo
     same = region[:, None] == region[None, :]
     if causal:
         same &= torch.ones(num_queries, num_queries, dtype=torch.bool, device=device).tril()
-    sees = region[:, None] == patch_regions(patches_per_side, grid, device)[None, :]
+    sees = query_sees_patch(num_queries, grid, patches_per_side, device)
     sees = torch.cat([torch.zeros(num_queries, 1, dtype=torch.bool, device=device), sees], 1)
     return additive_mask(same, dtype), additive_mask(sees, dtype)
 
@@ -99,6 +104,4 @@ class CausalQFormer(nn.Module):
         """(num_queries, patches²) bool: the patches each query cross-attends to (all without a query grid)."""
         if not self.config.query_grid:
             return torch.ones(self.num_queries, patches_per_side ** 2, dtype=torch.bool)
-        _, image_mask = region_masks(self.num_queries, self.config.query_grid, patches_per_side, self.config.causal,
-                                     torch.float32)
-        return image_mask[0, 0, :, 1:] == 0
+        return query_sees_patch(self.num_queries, self.config.query_grid, patches_per_side)

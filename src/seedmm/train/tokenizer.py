@@ -206,7 +206,7 @@ def frozen_targets(tok: SeedTokenizer, clip: ShapesClip, recipe: TokenizerRecipe
             parts["image_tokens"].append(tokens)
         else:
             parts["causal"].append(tok.qformer(tokens))
-        parts["conditioning"].append(clip.conditioning(pixels))
+        parts["conditioning"].append(clip.conditioning(pixels))  # CLIP's own ViT: the tokenizer's may be region-masked
         parts["text_features"].append(text.pooler_output)
         parts["text_tokens"].append(text.last_hidden_state)
         parts["keys"] += keys
