@@ -103,3 +103,33 @@ def test_strength_starts_the_flow_from_the_latent_prior(trained):
     assert not torch.equal(latents(0.5, 1), latents(1.0, 1))
     with pytest.raises(ValueError, match="strength"):
         pipe(image_embeds=embeds, strength=1.5)
+
+
+def test_stage3_fits_the_generation_head_and_keeps_the_codes(trained, tmp_path):
+    """Stage III trains the v2 head through the frozen prior; the codes (and so the fingerprint an
+    LLM records) stay, while a changed codebook changes the fingerprint."""
+    from seedmm.data.codes import tokenizer_fingerprint
+    from seedmm.train.tokenizer import TokenizerRecipe, train_tokenizer
+
+    out, clip = trained
+    torch.manual_seed(0)
+    clip.save_pretrained(tmp_path / "clip")
+    SeedTokenizer(preset("shapes-tiny")).save_pretrained(tmp_path / "tokenizer")
+    before = SeedTokenizer.from_pretrained(tmp_path / "tokenizer")
+    fingerprint = tokenizer_fingerprint(tmp_path / "tokenizer")
+    recipe = TokenizerRecipe(stage3=LoopConfig(steps=2, warmup=1, eval_every=1000, save_every=1000), batch3=8,
+                             stage3_scenes=256)
+    with pytest.raises(ValueError, match="pass its directory"):
+        train_tokenizer(tmp_path, recipe, ["3"], progress=False)
+    with pytest.raises(ValueError, match="not a v2 de-tokenizer"):
+        train_tokenizer(tmp_path, recipe, ["3"], out / "v1", progress=False)
+    after = SeedTokenizer.from_pretrained(train_tokenizer(tmp_path, recipe, ["3"], out / "v2", progress=False))
+    images = [render(sample_scene(random.Random(i))) for i in range(4)]
+    assert torch.equal(before.encode(images), after.encode(images))
+    assert not torch.equal(before.distill_image_proj.weight, after.distill_image_proj.weight)
+    assert tokenizer_fingerprint(tmp_path / "tokenizer") == fingerprint
+    assert (tmp_path / "stage3" / "loss.png").is_file()
+    with torch.no_grad():
+        after.quantize.embedding.weight[0] += 1
+    after.save_pretrained(tmp_path / "other")
+    assert tokenizer_fingerprint(tmp_path / "other") != fingerprint

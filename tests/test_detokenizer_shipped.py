@@ -37,18 +37,16 @@ def test_shipped_pipelines_load_with_diffusers(parts):
     assert isinstance(pipes["v1"], SeedDetokenizerPipeline) and pipes["v1"].condition == "text"
 
 
-def test_seed_v2_reconstruction_keeps_what_was_reached(parts):
+def test_seed_v2_reconstruction_meets_its_bar(parts):
     tokenizer, clip, pipes = parts
     result = evaluate_detokenizer(tokenizer, clip, {"v2": pipes["v2"]}, n=200, seed=1)
-    # The issue's bars are exact-scene 85% (oracle) and 75% (SEED v2); the shipped weights measure
-    # about 63% and 20% on 500 scenes (README, issue note), so this guards what was reached: the oracle
-    # draws most scenes exactly (the decoder before the latent prior: 8.4%), SEED v2 draws a fifth of
-    # them from the region-local codes (0.6% from the previous whole-image codes) with every object in
-    # its cell, and the oracle beats SEED v2.
+    # The issue's bars are exact-scene 75% (SEED v2) and 85% (oracle). SEED v2 measures 81.2% on 500
+    # scenes (README), so its bar is asserted; the oracle measures 63%, so this guards what was
+    # reached: it draws most scenes exactly (the decoder before the latent prior: 8.4%).
+    assert result["seed_v2"]["exact_scene"] >= 0.75, result
+    assert result["seed_v2"]["shape"] >= 0.85 and result["seed_v2"]["position"] >= 0.95, result
     assert result["oracle"]["exact_scene"] >= 0.5 and result["oracle"]["shape"] >= 0.75, result
     assert result["oracle"]["clip_similarity"] >= 95, result
-    assert result["seed_v2"]["exact_scene"] >= 0.12 and result["seed_v2"]["position"] >= 0.9, result
-    assert result["oracle"]["clip_similarity"] > result["seed_v2"]["clip_similarity"], result
 
 
 def test_decode_is_deterministic_when_seeded(parts):

@@ -6,7 +6,7 @@ import random
 import pytest
 from transformers import AutoModelForCausalLM
 
-from seedmm.checkpoints import shipped
+from seedmm.checkpoints import TEXT_TO_IMAGE_GUIDANCE, shipped
 from seedmm.cli import main
 from seedmm.eval.llm import evaluate_llm
 from seedmm.models.clip import ShapesClip
@@ -45,23 +45,22 @@ def test_constrained_generation_always_yields_a_valid_image(result):
 
 def test_the_plain_model_writes_valid_images_unconstrained(result):
     # The paper's causal-codes claim: with neither constraints nor guidance, greedy generation closes
-    # a 32-code span (500/500 measured); guidance without constraints breaks spans (README).
+    # a 32-code span (500/500 measured); strong guidance without constraints breaks spans (README).
     valid = result["valid_images"]
     assert valid["unconstrained_no_guidance"] >= 0.95, valid
-    assert valid["unconstrained"] < valid["unconstrained_no_guidance"], valid
 
 
 def test_captioning_and_text_to_image_keep_what_was_reached(result):
     # The issue's bars are caption exact-scene 85% and text-to-image exact-scene 60%; on 500 held-out
-    # scenes the shipped weights measure 87.2% (met, since the tokenizer's region-local codes) and 3.2%
-    # (README). This guards the caption figure (on 200 other scenes) and what text-to-image reached:
-    # objects in the right cells 84%, generated codes read back as their prompt 35% (the previous,
-    # whole-image codes: 89%; README, issue note).
+    # scenes the shipped weights measure 87.2% (met, since the tokenizer's region-local codes) and 32.8%
+    # at guidance 1.5 (README). This guards the caption figure (on 200 other scenes) and what
+    # text-to-image reached: drawings exactly the prompt's scene, generated codes read back as their
+    # prompt 75% (README, issue note).
     assert result["captioning"]["exact_scene"] >= 0.8, result["captioning"]
     assert result["captioning"]["cider"] >= 8.0, result["captioning"]
     t2i = result["text_to_image"]
-    assert t2i["code_retrieval"] >= 0.2, t2i
-    assert t2i["position"] >= 0.7, t2i
+    assert t2i["exact_scene"] >= 0.2, t2i
+    assert t2i["code_retrieval"] >= 0.55, t2i
 
 
 def test_caption_and_generate_cli(tmp_path, capsys, llm):
@@ -77,7 +76,7 @@ def test_caption_and_generate_cli(tmp_path, capsys, llm):
     record = json.loads(out)
     assert len(record["codes"]) == 32 and (tmp_path / "drawn.png").is_file()
     assert record["codes"] == llm.generate_codes(["a large red circle in the center"],
-                                                 GenerationOptions(image_guidance_scale=3.0))[0]
+                                                 GenerationOptions(image_guidance_scale=TEXT_TO_IMAGE_GUIDANCE))[0]
     code, out, err = _cli(capsys, "eval", "llm", "--n", 4, "--json")
     assert code == 0, err
     assert set(json.loads(out)) >= {"captioning", "text_to_image", "valid_images"}

@@ -33,16 +33,19 @@ def test_adapter_is_small_and_loads_over_the_shipped_llm(llm):
 
 def test_headline_figures_keep_what_was_reached(result):
     # The issue's bars: VQA >= 90% overall, edit success >= 60%, 3-turn in-context score >= 50%.
-    # None is met: on 200 held-out records per task the shipped adapter measures VQA 56.4%, edit
-    # success 4.0%, 3-turn 9.3% (README, issue note). This guards what was reached (on 200 records per
-    # task: VQA 56.4%, caption exact 88.0%, text-to-image exact 20.5%, code retrieval: text-to-image
-    # 86.0%, edits 38.0%).
+    # None is met: on 200 held-out records per task the shipped adapter measures VQA 57.9%, edit
+    # success 12.0%, 3-turn 18.2% (README, issue note). This guards what was reached (on 200 records
+    # per task: caption exact 89.5%, text-to-image exact 47.0%, code retrieval: text-to-image 85.0%,
+    # edits 41.5%; on these 60: VQA 63.3%, caption 80.0%, text-to-image 46.7%, 3-turn 22.8%).
     assert result["vqa"]["overall"] >= 0.45, result["vqa"]
     assert result["caption"]["exact_scene"] >= 0.75, result["caption"]
-    assert result["t2i"]["exact_scene"] >= 0.08, result["t2i"]
+    assert result["t2i"]["exact_scene"] >= 0.3, result["t2i"]
+    assert result["in_context"]["score"] >= 0.1, result["in_context"]
     assert result["t2i"]["code_retrieval"] >= 0.7, result["t2i"]
     assert result["edit"]["code_retrieval"] >= 0.2, result["edit"]
     assert result["t2i"]["valid"] == 1.0 and result["edit"]["valid"] == 1.0
+    # the report's samples pair each caption with the model's own caption of it
+    assert sum(s["predicted"] == s["caption"] for s in result["samples"]["caption"]) >= 2, result["samples"]
 
 
 def test_ask_edit_and_batch_commands(tmp_path, capsys, llm):

@@ -13,6 +13,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from .checkpoints import TEXT_TO_IMAGE_GUIDANCE
+
 
 class UsageError(Exception):
     """Bad input from the user: reported as one line, exit status 2."""
@@ -188,8 +190,12 @@ def cmd_train_tokenizer(args) -> None:
     stages = _csv(args.stages)
     if not stages or any(s not in STAGES for s in stages):
         raise UsageError(f"--stages takes a comma list of {','.join(STAGES)}")
+    if "3" in stages and not args.detokenizer:
+        raise UsageError("stage 3 fits the generation head to a v2 de-tokenizer: pass --detokenizer DIR")
+    if args.detokenizer and not (Path(args.detokenizer) / "model_index.json").is_file():
+        raise UsageError(f"{args.detokenizer} is not a de-tokenizer pipeline directory (no model_index.json)")
     recipe = TokenizerRecipe(causal=not args.bidirectional, seed=args.seed)
-    path = train_tokenizer(args.out, recipe, stages, progress=not args.quiet)
+    path = train_tokenizer(args.out, recipe, stages, args.detokenizer, progress=not args.quiet)
     print(f"tokenizer written to {path}")
 
 
@@ -576,7 +582,8 @@ def build_parser() -> argparse.ArgumentParser:
     gn = sub.add_parser("generate", help="text → image with SEED-LLaMA")
     gn.add_argument("prompts", nargs="+", help="what to draw, e.g. 'a small red circle in the top left'")
     gn.add_argument("-o", "--output", required=True, help="output PNG (one prompt) or directory (several)")
-    gn.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance on image tokens (1 = off)")
+    gn.add_argument("--guidance", type=float, default=TEXT_TO_IMAGE_GUIDANCE,
+                    help=f"classifier-free guidance on image tokens (1 = off; default {TEXT_TO_IMAGE_GUIDANCE:g})")
     gn.add_argument("--unconstrained", action="store_true",
                     help="let the LLM write image spans freely (the paper's setting; may yield no valid image)")
     llm_args(gn, images=True)
@@ -625,9 +632,11 @@ def build_parser() -> argparse.ArgumentParser:
         parser.set_defaults(func=func)
         return parser
 
-    tt = train_parser("tokenizer", "stage 0 (tiny CLIP), I (causal Q-Former), II (codebook + heads)",
+    tt = train_parser("tokenizer", "stage 0 (tiny CLIP), I (causal Q-Former), II (codebook + heads), "
+                      "III (generation head fitted to a v2 de-tokenizer)",
                       "resumes if it holds a stopped run", cmd_train_tokenizer)
-    tt.add_argument("--stages", default="0,1,2", help="comma list of stages to run (default 0,1,2)")
+    tt.add_argument("--stages", default="0,1,2", help="comma list of stages 0,1,2,3 to run (default 0,1,2)")
+    tt.add_argument("--detokenizer", help="stage 3: the v2 de-tokenizer trained over OUT/clip")
     tt.add_argument("--bidirectional", action="store_true",
                     help="train the bidirectional (non-causal) Q-Former of the paper's ablation")
 
@@ -680,7 +689,7 @@ def build_parser() -> argparse.ArgumentParser:
     el = esub.add_parser("llm", help="SEED-LLaMA: captioning, text-to-image, valid-image rates")
     el.add_argument("--llm", help="SEED-LLaMA directory (default: shipped)")
     el.add_argument("--clip", help="frozen towers for CLIP-sim and code retrieval (default: shipped)")
-    _drawing_eval_args(el, guidance=3.0, sheet="the prompts' renders beside the generated images")
+    _drawing_eval_args(el, guidance=TEXT_TO_IMAGE_GUIDANCE, sheet="the prompts' renders beside the generated images")
     el.set_defaults(func=cmd_eval_llm)
 
     es = esub.add_parser("sft", help="SEED-LLaMA-I: VQA, captioning, text-to-image, edits, differences, video QA, "

@@ -22,11 +22,24 @@ from ..world.scene import WorldError
 from .shards import ensure_writable_dir, read_samples, shard_files
 
 
+# The tensors that decide which codes an image gets, and what a code is (its codebook row).
+CODE_DECIDING = ("visual_encoder.", "qformer.", "encode_task_layer.", "quantize.")
+
+
 def tokenizer_fingerprint(directory: str | Path) -> str:
-    """The BLAKE2b of the tokenizer's weights file: identifies the codebook the codes index."""
+    """The BLAKE2b of the tokenizer weights that make the codes (ViT, Q-Former, encode task layer,
+    codebook): identifies the codebook the codes index. The heads that turn codes back into
+    embeddings are left out, so refitting one (stage III) keeps the LLMs trained on the codes."""
+    from safetensors import safe_open
+
     from ..models.persistence import WEIGHTS_NAME
 
-    return hashlib.blake2b((Path(directory) / WEIGHTS_NAME).read_bytes(), digest_size=16).hexdigest()
+    digest = hashlib.blake2b(digest_size=16)
+    with safe_open(str(Path(directory) / WEIGHTS_NAME), framework="pt") as weights:
+        for name in sorted(k for k in weights.keys() if k.startswith(CODE_DECIDING)):
+            digest.update(name.encode())
+            digest.update(weights.get_tensor(name).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def pretokenize(in_path: str | os.PathLike, out: str | os.PathLike, tokenizer_dir: str | Path, batch: int = 64,

@@ -94,10 +94,17 @@ def captioning(record: dict, rng: random.Random) -> list:
     return [("user", caption_request(record["codes"][0])), ("assistant", [record["caption"]])]
 
 
-def vqa(record: dict, rng: random.Random, qa: dict | None = None) -> list:
-    qa = qa or rng.choice(record["qa"])
-    question = qa["paraphrase"] if rng.random() < 0.3 else qa["question"]
-    return [("user", question_request(record["codes"][0], question)), ("assistant", [qa["answer"]])]
+def vqa(record: dict, rng: random.Random) -> list:
+    """One to all of the record's questions about its image, a turn each (LLaVA's multi-turn VQA):
+    the image is shown once, in the first turn, so a sequence supervises several answers where a
+    single question would spend 40 tokens of context on a one-word answer."""
+    asked = rng.sample(record["qa"], rng.randint(1, len(record["qa"])))
+    turns = []
+    for k, qa in enumerate(asked):
+        question = qa["paraphrase"] if rng.random() < 0.3 else qa["question"]
+        request = question_request(record["codes"][0], question) if k == 0 else [with_request(question, SHORT_ANSWER)]
+        turns += [("user", request), ("assistant", [qa["answer"]])]
+    return turns
 
 
 def edit(record: dict, rng: random.Random) -> list:

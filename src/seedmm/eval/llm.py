@@ -17,6 +17,7 @@ from dataclasses import replace
 
 import torch
 
+from ..checkpoints import TEXT_TO_IMAGE_GUIDANCE
 from ..models.clip import ShapesClip
 from ..models.llm import GenerationOptions, SeedLlama
 from ..world import render
@@ -53,7 +54,7 @@ def code_retrieval(tokenizer, clip: ShapesClip, codes: list[list[int]], captions
 
 
 @torch.no_grad()
-def evaluate_llm(llm: SeedLlama, clip: ShapesClip, n: int = 500, guidance: float = 3.0, steps: int = 25,
+def evaluate_llm(llm: SeedLlama, clip: ShapesClip, n: int = 500, guidance: float = TEXT_TO_IMAGE_GUIDANCE, steps: int = 25,
                  batch: int = 50, seed: int = 0, sheet_path=None) -> dict:
     pairs = held_out_pairs(n, seed=seed)
     scenes, captions = [s for s, _ in pairs], [c for _, c in pairs]

@@ -123,8 +123,8 @@ def evaluate_sft(llm: SeedLlama, clip, n: int = 200, steps: int = 25, batch: int
     result["difference"] = {"accuracy": sum(t.strip() == m["difference"] for m, t in zip(edits, told)) / n}
 
     videos = coded_records(llm, "video", n, seed)
-    said = judge.texts([[("user", [*m["codes"], with_request(m["question"], SHORT_ANSWER)])] for m in videos], 6)
-    result["video_qa"] = {"accuracy": sum(parse_answer(t) == m["answer"] for m, t in zip(videos, said)) / n}
+    directions = judge.texts([[("user", [*m["codes"], with_request(m["question"], SHORT_ANSWER)])] for m in videos], 6)
+    result["video_qa"] = {"accuracy": sum(parse_answer(t) == m["answer"] for m, t in zip(videos, directions)) / n}
 
     result["in_context"] = three_turns(judge, coded_records(llm, "story", n, seed, keep=lambda m: len(m["edits"]) >= 2))
 
