@@ -190,10 +190,8 @@ def cmd_train_tokenizer(args) -> None:
     stages = _csv(args.stages)
     if not stages or any(s not in STAGES for s in stages):
         raise UsageError(f"--stages takes a comma list of {','.join(STAGES)}")
-    if "3" in stages and not args.detokenizer:
-        raise UsageError("stage 3 fits the generation head to a v2 de-tokenizer: pass --detokenizer DIR")
-    if args.detokenizer and not (Path(args.detokenizer) / "model_index.json").is_file():
-        raise UsageError(f"{args.detokenizer} is not a de-tokenizer pipeline directory (no model_index.json)")
+    if args.detokenizer:
+        _require_pipeline_dir(Path(args.detokenizer))
     recipe = TokenizerRecipe(causal=not args.bidirectional, seed=args.seed)
     path = train_tokenizer(args.out, recipe, stages, args.detokenizer, progress=not args.quiet)
     print(f"tokenizer written to {path}")
@@ -227,6 +225,11 @@ def cmd_convert(args) -> None:
 DETOKENIZER_PART = {"v2": "detokenizer", "v1": "detokenizer-v1"}  # style → shipped directory
 
 
+def _require_pipeline_dir(directory: Path) -> None:
+    if not (directory / "model_index.json").is_file():
+        raise UsageError(f"{directory} is not a de-tokenizer pipeline directory (no model_index.json)")
+
+
 def _load_detokenizer(path: str | None, style: str):
     from diffusers.utils import logging as diffusers_logging
 
@@ -235,8 +238,7 @@ def _load_detokenizer(path: str | None, style: str):
     diffusers_logging.disable_progress_bar()  # one loading bar per component is noise on a command line
     try:
         directory = _given_or_shipped(path, DETOKENIZER_PART[style])
-        if not (directory / "model_index.json").is_file():
-            raise FileNotFoundError(f"{directory} is not a de-tokenizer pipeline directory (no model_index.json)")
+        _require_pipeline_dir(directory)
         pipe = SeedDetokenizerPipeline.from_pretrained(directory)
     except (FileNotFoundError, OSError) as e:
         raise UsageError(str(e)) from None

@@ -81,6 +81,12 @@ def read_back_rate(scenes, images) -> float:
     return sum(exact_match(s, read_scene(i)) for s, i in zip(scenes, images)) / len(scenes)
 
 
+@torch.no_grad()
+def prior_read_back_rate(vae: AutoencoderKL, prior: SpatialConditioner, conds: torch.Tensor, scenes) -> float:
+    """Read-back rate of the latent prior's estimates from `conds`, decoded as they are (strength 0)."""
+    return read_back_rate(scenes, logits_to_images(decode_latents(vae, prior(conds))))
+
+
 # ---------------------------------------------------------------- vae
 
 def train_vae(out: Path, recipe: DetokenizerRecipe, progress: bool = True) -> AutoencoderKL:
@@ -161,7 +167,7 @@ def train_prior(out: Path, style: str, recipe: DetokenizerRecipe, vae: Autoencod
         return F.mse_loss(conditioner(conds[rows]), latents[rows]), {}
 
     def validate():
-        return {"read_back": read_back_rate(val_scenes, logits_to_images(decode_latents(vae, conditioner(val_conds))))}
+        return {"read_back": prior_read_back_rate(vae, conditioner, val_conds, val_scenes)}
 
     train(f"detok-prior-{style}", conditioner, loss_fn, recipe.prior, out / f"{style}_prior_stage", validate, progress)
     return conditioner.requires_grad_(False)

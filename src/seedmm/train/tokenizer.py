@@ -344,8 +344,8 @@ def generation_targets(tok: SeedTokenizer, clip: ShapesClip, vae, recipe: Tokeni
 
 def train_stage3(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, tok: SeedTokenizer, detokenizer_dir,
                  progress: bool = True) -> SeedTokenizer:
-    from ..models.detokenizer import SeedDetokenizerPipeline, decode_latents, logits_to_images
-    from .detokenizer import read_back_rate
+    from ..models.detokenizer import SeedDetokenizerPipeline
+    from .detokenizer import prior_read_back_rate
 
     if not tok.config.v2_head:
         raise ValueError("stage III fits the v2 generation head; this tokenizer has none")
@@ -370,8 +370,7 @@ def train_stage3(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, tok: Seed
         return clip_mse + latent_mse, {"mse_v2": float(clip_mse.detach()), "latent": float(latent_mse.detach())}
 
     def validate():
-        latents = prior(tok.generation_embedding(val_codes))
-        return {"val_prior_read_back": read_back_rate(val_scenes, logits_to_images(decode_latents(vae, latents)))}
+        return {"val_prior_read_back": prior_read_back_rate(vae, prior, tok.generation_embedding(val_codes), val_scenes)}
 
     train("stage3-generation", tok, loss_fn, recipe.stage3, out / "stage3", validate, progress)
     tok.save_pretrained(out / "tokenizer")
@@ -385,7 +384,8 @@ def train_tokenizer(out: str | Path, recipe: TokenizerRecipe | None = None, stag
     recipe = recipe or TokenizerRecipe()
     out = Path(out)
     if "3" in stages and detokenizer_dir is None:
-        raise ValueError("stage 3 fits the generation head to a de-tokenizer: pass its directory")
+        raise ValueError("stage 3 fits the generation head to a v2 de-tokenizer: pass its directory "
+                         "(seedmm train tokenizer --detokenizer DIR)")
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     clip = train_stage0(out, recipe, progress) if "0" in stages else ShapesClip.from_pretrained(out / "clip")
     if "1" in stages:
