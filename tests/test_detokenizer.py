@@ -35,7 +35,8 @@ def trained(tmp_path_factory):
     torch.manual_seed(0)
     clip = ShapesClip.new()
     short = dict(warmup=1, eval_every=1000, save_every=1000)
-    recipe = DetokenizerRecipe(vae=LoopConfig(steps=2, **short), prior=LoopConfig(steps=2, **short),
+    recipe = DetokenizerRecipe(vae=LoopConfig(steps=2, **short), prior_v2=LoopConfig(steps=2, **short),
+                               prior_v1=LoopConfig(steps=2, **short),
                                unet_v2=LoopConfig(steps=2, **short), unet_v1=LoopConfig(steps=2, **short),
                                vae_widths=(8, 16, 32), unet_widths=(16, 32), batch_vae=4, batch_prior=8,
                                batch_unet=8, prior_scenes=512, unet_scenes=256)

@@ -52,7 +52,7 @@ def test_the_plain_model_writes_valid_images_unconstrained(result):
 
 def test_captioning_and_text_to_image_keep_what_was_reached(result):
     # The issue's bars are caption exact-scene 85% and text-to-image exact-scene 60%; on 500 held-out
-    # scenes the shipped weights measure 87.2% (met, since the tokenizer's region-local codes) and 32.8%
+    # scenes the shipped weights measure 87.2% (met, since the tokenizer's region-local codes) and 31.6%
     # at guidance 1.5 (README). This guards the caption figure (on 200 other scenes) and what
     # text-to-image reached: drawings exactly the prompt's scene, generated codes read back as their
     # prompt 75% (README, issue note).

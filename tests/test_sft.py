@@ -12,8 +12,11 @@ import torch
 
 from seedmm.checkpoints import shipped
 from seedmm.data.instructions import (
-    ASSISTANT, BUILDERS, COMPOSE_KINDS, SOURCE, compose, conversation_ids, instruction_corpus, question_request,
+    ASSISTANT, BUILDERS, COMPOSE_KINDS, SOURCE, changed_code_weights, compose, conversation_ids, edit_request,
+    instruction_corpus, question_request,
 )
+from seedmm.data.sequences import pad_batch
+from seedmm.train.llm import batch_loss
 from seedmm.data.world_samples import make_record
 from seedmm.models.llm import (
     TOKENS_PER_IMAGE, GenerationOptions, LlamaForCausalLM, MultimodalTokenizer, SeedLlama, preset,
@@ -78,6 +81,26 @@ def test_every_task_builds_a_conversation(tok, kind):
     assert images and all(len(p) == TOKENS_PER_IMAGE for p in images)
     ids, labels = conversation_ids(tok, turns)
     assert sum(lab != -100 for lab in labels) >= 2  # an answer and its </s>
+
+
+def test_edit_loss_weighs_the_changed_codes(tok):
+    source = list(range(32))
+    target = source[:5] + [900, 901] + source[7:]  # an edit that changes two codes
+    turns = [("user", edit_request(source, "make it blue.")), ("assistant", [target])]
+    ids, labels = conversation_ids(tok, turns)
+    weights = changed_code_weights(tok, ids, labels, 4.0)
+    heavy = [ids[p] - tok.code_offset for p, w in enumerate(weights) if w == 4.0]
+    assert heavy == [900, 901] and sum(w != 1.0 for w in weights) == 2
+    # a picture with no image before it (text-to-image) is weighed evenly
+    t2i_ids, t2i_labels = conversation_ids(tok, [("user", ["draw it"]), ("assistant", [target])])
+    assert set(changed_code_weights(tok, t2i_ids, t2i_labels, 4.0)) == {1.0}
+    # the weighted loss is the plain one when every weight is 1, and moves when the changed codes weigh more
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(preset("shapes-tiny").llama_config(tok.text_vocab_size)).eval()
+    plain = batch_loss(model, pad_batch([(ids, labels), (t2i_ids, t2i_labels)], tok.pad_id))
+    even = batch_loss(model, pad_batch([(ids, labels, [1.0] * len(ids)), (t2i_ids, t2i_labels)], tok.pad_id))
+    weighed = batch_loss(model, pad_batch([(ids, labels, weights), (t2i_ids, t2i_labels)], tok.pad_id))
+    assert torch.allclose(plain, even, atol=1e-5) and not torch.allclose(plain, weighed, atol=1e-3)
 
 
 def test_compose_answers_with_the_union_of_both_scenes():

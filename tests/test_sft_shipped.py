@@ -33,14 +33,15 @@ def test_adapter_is_small_and_loads_over_the_shipped_llm(llm):
 
 def test_headline_figures_keep_what_was_reached(result):
     # The issue's bars: VQA >= 90% overall, edit success >= 60%, 3-turn in-context score >= 50%.
-    # None is met: on 200 held-out records per task the shipped adapter measures VQA 57.9%, edit
-    # success 12.0%, 3-turn 18.2% (README, issue note). This guards what was reached (on 200 records
-    # per task: caption exact 89.5%, text-to-image exact 47.0%, code retrieval: text-to-image 85.0%,
-    # edits 41.5%; on these 60: VQA 63.3%, caption 80.0%, text-to-image 46.7%, 3-turn 22.8%).
+    # None is met: on 200 held-out records per task the shipped adapter measures VQA 57.8%, edit
+    # success 21.5%, 3-turn 21.5% (README, issue note). This guards what was reached (on 200 records
+    # per task: caption exact 88.0%, text-to-image exact 41.0%, code retrieval: text-to-image 83.5%,
+    # edits 38.5%; on these 60: VQA 62.9%, caption 86.7%, text-to-image 43.3%, edit 18.3%, 3-turn 30.6%).
     assert result["vqa"]["overall"] >= 0.45, result["vqa"]
     assert result["caption"]["exact_scene"] >= 0.75, result["caption"]
     assert result["t2i"]["exact_scene"] >= 0.3, result["t2i"]
-    assert result["in_context"]["score"] >= 0.1, result["in_context"]
+    assert result["in_context"]["score"] >= 0.2, result["in_context"]
+    assert result["edit"]["exact_scene"] >= 0.1, result["edit"]
     assert result["t2i"]["code_retrieval"] >= 0.7, result["t2i"]
     assert result["edit"]["code_retrieval"] >= 0.2, result["edit"]
     assert result["t2i"]["valid"] == 1.0 and result["edit"]["valid"] == 1.0

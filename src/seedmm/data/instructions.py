@@ -35,8 +35,8 @@ T2I_REQUESTS = ("{caption} " + GENERATE, "Generate an image of {caption}.", "Dra
 COMPOSE_REQUEST = "Add {caption} to this image. " + GENERATE
 IN_CONTEXT_REQUEST = "Draw {a} and {b} together. " + GENERATE
 
-TASK_WEIGHTS = {"t2i": 0.15, "caption": 0.1, "vqa": 0.2, "edit": 0.15, "difference": 0.05, "story": 0.05,
-                "video": 0.05, "conversation": 0.15, "compose": 0.1}
+TASK_WEIGHTS = {"t2i": 0.15, "caption": 0.1, "vqa": 0.3, "edit": 0.15, "difference": 0.05, "story": 0.05,
+                "video": 0.05, "conversation": 0.1, "compose": 0.05}
 # Which pretokenized world task each builder reads.
 SOURCE = {"t2i": "caption", "caption": "caption", "vqa": "vqa", "edit": "edit", "difference": "edit",
           "story": "story", "video": "video", "conversation": "story", "compose": "compose"}
@@ -59,6 +59,27 @@ def conversation_ids(tok, turns, generation_prompt: bool = False) -> tuple[list[
     if generation_prompt and (not turns or turns[-1][0] != "user"):
         raise ValueError("a generation prompt ends with a user turn")
     return ids, labels
+
+
+def changed_code_weights(tok, ids: list[int], labels: list[int], weight: float) -> list[float]:
+    """Per-token loss weights of a conversation: `weight` on the answer image codes that differ from
+    the code at the same index of the image before them in the sequence (what an edit, a story step
+    or a composition changes), 1 elsewhere. Most codes of an edited picture are copies of the
+    source's, which the model learns first; unweighted, the few codes that carry the change are a
+    sixth of an edit answer's loss."""
+    weights = [1.0] * len(ids)
+    previous, start = None, None
+    for p, t in enumerate(ids):
+        if t == tok.boi_id:
+            start = p + 1
+        elif t == tok.eoi_id and start is not None:
+            span = ids[start:p]
+            if previous is not None and len(previous) == len(span):
+                for j, code in enumerate(span):
+                    if labels[start + j] != -100 and code != previous[j]:
+                        weights[start + j] = weight
+            previous, start = span, None
+    return weights
 
 
 def with_request(text: str, request: str) -> str:

@@ -68,14 +68,18 @@ def build(kind: str, tok: MultimodalTokenizer, records: dict[str, list[dict]], t
 
 def pad_batch(sequences: list, pad_id: int) -> dict[str, torch.Tensor]:
     """Right-padded input_ids / attention_mask / labels. A sequence is a list of ids (loss on every
-    token) or an (ids, labels) pair (instruction data: −100 where no loss); padding never has loss."""
-    pairs = [s if isinstance(s, tuple) else (s, s) for s in sequences]
-    width = max(len(ids) for ids, _ in pairs)
-    ids = torch.full((len(pairs), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(pairs), width), -100, dtype=torch.long)
-    mask = torch.zeros((len(pairs), width), dtype=torch.long)
-    for i, (seq, lab) in enumerate(pairs):
-        ids[i, :len(seq)] = torch.tensor(seq)
-        labels[i, :len(seq)] = torch.tensor(lab)
-        mask[i, :len(seq)] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    token), an (ids, labels) pair (instruction data: −100 where no loss) or an (ids, labels, weights)
+    triple, whose per-token loss weights come back as `loss_weights`; padding never has loss."""
+    items = [s if isinstance(s, tuple) else (s, s) for s in sequences]
+    width = max(len(item[0]) for item in items)
+    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(items), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(items), width), dtype=torch.long)
+    weights = torch.ones((len(items), width)) if any(len(item) == 3 for item in items) else None
+    for i, item in enumerate(items):
+        n = len(item[0])
+        ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(item[0]), torch.tensor(item[1]), 1
+        if weights is not None and len(item) == 3:
+            weights[i, :n] = torch.tensor(item[2])
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    return batch | ({"loss_weights": weights} if weights is not None else {})

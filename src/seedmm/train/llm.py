@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch.nn import functional as F
 
 from ..data.codes import pretokenize, read_code_records, tokenizer_fingerprint
 from ..data.instructions import instruction_corpus
@@ -120,7 +121,16 @@ def validation_batch(tok: MultimodalTokenizer, val_records: dict) -> dict[str, t
 
 
 def batch_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    return model(**batch).loss
+    """Next-token cross-entropy over the labelled tokens; with `loss_weights`, their weighted mean."""
+    weights = batch.get("loss_weights")
+    if weights is None:
+        return model(**batch).loss
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    # transformers' shift, on the labels: position t predicts token t+1, and the logits are not copied
+    labels = F.pad(batch["labels"], (0, 1), value=-100)[:, 1:]
+    weights = F.pad(weights, (0, 1))[:, 1:] * (labels != -100)
+    ce = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="none")
+    return (ce * weights.flatten()).sum() / weights.sum()
 
 
 # ---------------------------------------------------------------- stages

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ..data.instructions import BUILDERS, SOURCE, TASK_WEIGHTS, conversation_ids
+from ..data.instructions import BUILDERS, SOURCE, TASK_WEIGHTS, changed_code_weights, conversation_ids
 from ..data.sequences import pad_batch
 from ..models.llm import SeedLlama
 from .llm import LORA_TARGETS, Mixture, batch_loss, prepare_data
@@ -39,12 +39,14 @@ class SftRecipe:
     lora_r: int = 16
     lora_alpha: int = 32
     lora_dropout: float = 0.05
+    changed_code_weight: float = 4.0  # see changed_code_weights; the validation loss stays unweighted
     seed: int = 0
 
 
 def sft_mixture(tok, records: dict, recipe: SftRecipe) -> Mixture:
     def make(kind: str, index: int, rng: random.Random):
-        return conversation_ids(tok, BUILDERS[kind](records[SOURCE[kind]][index], rng))
+        ids, labels = conversation_ids(tok, BUILDERS[kind](records[SOURCE[kind]][index], rng))
+        return ids, labels, changed_code_weights(tok, ids, labels, recipe.changed_code_weight)
 
     sizes = {kind: len(records[SOURCE[kind]]) for kind in recipe.weights}
     return Mixture(make, sizes, recipe.weights, recipe.batch_tokens, tok.pad_id, f"sft/{recipe.seed}")
