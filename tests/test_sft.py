@@ -16,12 +16,12 @@ from seedmm.data.instructions import (
     instruction_corpus, question_request,
 )
 from seedmm.data.sequences import pad_batch
-from seedmm.train.llm import batch_loss
 from seedmm.data.world_samples import make_record
 from seedmm.models.llm import (
     TOKENS_PER_IMAGE, GenerationOptions, LlamaForCausalLM, MultimodalTokenizer, SeedLlama, preset,
     train_text_tokenizer,
 )
+from seedmm.train.llm import batch_loss
 
 
 @pytest.fixture(scope="module")

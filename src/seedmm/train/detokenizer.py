@@ -59,8 +59,8 @@ class DetokenizerRecipe:
     # With the prior the UNet only sharpens a nearly right estimate. v1 gets a short prior and UNet:
     # from codes it drew 2.2% of test scenes exactly with five times these steps and 1.4% with these
     # (the Reverse Q-Former's text features are what miss), and its cross-attention step costs ~2.8x
-    # v2's. The 40-minute budget holds this command and tokenizer stage III, which fits the v2 head
-    # to this decoder.
+    # v2's. The 40-minute budget is for this command and tokenizer stage III (which fits the v2 head
+    # to this decoder) together; they take 42 min 45 s.
     prior_v1: LoopConfig = field(default_factory=lambda: prior_loop(2000))
     unet_v2: LoopConfig = field(default_factory=lambda: unet_loop(1000))
     unet_v1: LoopConfig = field(default_factory=lambda: unet_loop(200))
