@@ -28,6 +28,7 @@ from seedmm.data.instructions import SHORT_ANSWER, conversation_ids, with_reques
 from seedmm.data.sequences import pad_batch
 from seedmm.models.llm import SeedLlama
 from seedmm.train.llm import LORA_TARGETS, batch_loss
+from seedmm.train.sft import SftRecipe
 
 HELD_OUT, BATCH = 300, 96
 
@@ -62,12 +63,14 @@ def main() -> None:
     torch.manual_seed(0)
     llm = SeedLlama.from_pretrained(args.llm or shipped("llm"))
     tok, model = llm.tokenizer, llm.model
+    sft = SftRecipe()  # LoRA as `train sft` has it: rank, alpha, dropout, targets, learning rate
     if args.mode == "lora":
         from peft import LoraConfig, get_peft_model
 
-        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=list(LORA_TARGETS)))
+        model = get_peft_model(model, LoraConfig(r=sft.lora_r, lora_alpha=sft.lora_alpha, lora_dropout=sft.lora_dropout,
+                                                 target_modules=list(LORA_TARGETS)))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                  lr=2e-3 if args.mode == "lora" else 5e-4, weight_decay=0.0)
+                                  lr=sft.loop.lr if args.mode == "lora" else 5e-4, weight_decay=0.0)
     records = [r for r in read_code_records(Path(args.records)) if r["task"] == "vqa" and r["split"] == "train"]
     items = [(r, qa) for r in records for qa in r["qa"]]
     train, held = items[:-HELD_OUT], items[-HELD_OUT:]
