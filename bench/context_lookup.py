@@ -30,7 +30,7 @@ from seedmm.data.instructions import SHORT_ANSWER, conversation_ids, question_re
 from seedmm.data.sequences import pad_batch
 from seedmm.models.llm import SeedLlama
 from seedmm.train.llm import LORA_TARGETS, batch_loss
-from seedmm.train.sft import SftRecipe
+from seedmm.train.sft import FULL_LOOP, LORA_LOOP, SftRecipe
 
 HELD_OUT, BATCH = 300, 96
 
@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--mode", choices=("lora", "full"), default="lora")
     parser.add_argument("--context", choices=("text", "image"), default="text")
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--lr", type=float, default=None, help="default: SftRecipe's (LoRA), 5e-4 (full)")
+    parser.add_argument("--lr", type=float, default=None, help="default: train sft's for the mode")
     args = parser.parse_args()
 
     torch.set_num_threads(2)
@@ -75,7 +75,7 @@ def main() -> None:
         model = get_peft_model(model, LoraConfig(r=sft.lora_r, lora_alpha=sft.lora_alpha, lora_dropout=sft.lora_dropout,
                                                  target_modules=list(LORA_TARGETS)))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                  lr=args.lr or (sft.loop.lr if args.mode == "lora" else 5e-4), weight_decay=0.0)
+                                  lr=args.lr or (LORA_LOOP if args.mode == "lora" else FULL_LOOP).lr, weight_decay=0.0)
     records = [r for r in read_code_records(Path(args.records)) if r["task"] == "vqa" and r["split"] == "train"]
     items = [(r, qa) for r in records for qa in r["qa"]]
     train, held = items[:-HELD_OUT], items[-HELD_OUT:]

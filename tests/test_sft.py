@@ -182,23 +182,30 @@ def test_batch_survives_malformed_lines_and_keeps_every_good_one(llm_dir, tmp_pa
             assert isinstance(r["text"], str) and r["images"] == []
 
 
-def test_tiny_instruction_tuning_run_writes_a_loadable_adapter(llm_dir, tmp_path):
+@pytest.mark.parametrize("tuning", ["full", "lora"])
+def test_tiny_instruction_tuning_run_writes_a_loadable_adapter(llm_dir, tmp_path, tuning):
     from peft import PeftModel
 
     from seedmm.train.loop import LoopConfig
     from seedmm.train.sft import SftRecipe, train_sft
 
     recipe = SftRecipe(records={t: 6 for t in ("caption", "vqa", "edit", "story", "video", "compose")},
-                       val_records=2, batch_tokens=512, loop=LoopConfig(steps=3, warmup=1, lr=1e-2))
+                       val_records=2, batch_tokens=512, loop=LoopConfig(steps=3, warmup=1, lr=1e-2), tuning=tuning)
     path = train_sft(tmp_path / "run", llm_dir, shipped("tokenizer"), recipe, progress=False)
     assert (path / "adapter_config.json").is_file() and json.loads((path / "seedmm.json").read_text())["instruction_tuned"]
     tuned, base = SeedLlama.from_pretrained(path), SeedLlama.from_pretrained(llm_dir)
     assert tuned.instruction_tuned and type(tuned.model).__name__ == "LlamaForCausalLM"
-    changed = [k for k, v in base.model.state_dict().items() if not torch.equal(v, tuned.model.state_dict()[k])]
-    assert changed and all("proj" in k for k in changed)  # LoRA merged into the projections only
+    changed = {k for k, v in base.model.state_dict().items() if not torch.equal(v, tuned.model.state_dict()[k])}
+    if tuning == "lora":
+        assert changed and all("proj" in k for k in changed)  # LoRA merged into the projections only
+    else:  # everything but the embedding
+        assert "lm_head.weight" in changed and "model.norm.weight" in changed and "model.layers.0.mlp.up_proj.weight" in changed
+        assert "model.embed_tokens.weight" not in changed
     assert isinstance(PeftModel.from_pretrained(base.model, str(path)), PeftModel)
     again = train_sft(tmp_path / "run", llm_dir, None, recipe, progress=False)  # the LLM's tokenizer; resumes: done
     assert torch.equal(SeedLlama.from_pretrained(again).model.lm_head.weight, tuned.model.lm_head.weight)
+    if tuning == "lora":
+        return
     # An LLM trained on another codebook's codes is refused before any data is made with this one.
     other = tmp_path / "other" / "llm"
     SeedLlama.from_pretrained(llm_dir).save_pretrained(other, image_tokenizer=str(shipped("tokenizer")),
@@ -206,3 +213,24 @@ def test_tiny_instruction_tuning_run_writes_a_loadable_adapter(llm_dir, tmp_path
     with pytest.raises(ValueError, match="not the one this LLM was trained on"):
         train_sft(tmp_path / "refused", other, shipped("tokenizer"), recipe, progress=False)
     assert not (tmp_path / "refused" / "codes").exists()
+
+
+def test_a_fine_tune_of_low_rank_is_stored_exactly_as_a_lora_adapter(llm_dir):
+    from seedmm.train.sft import lora_from_finetune
+
+    base, tuned = SeedLlama.from_pretrained(llm_dir).model, SeedLlama.from_pretrained(llm_dir).model
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in tuned.named_parameters():
+            if "proj" in name:  # a rank-4 change: a rank-4 adapter holds it exactly
+                p += 0.05 * torch.randn(p.shape[0], 4, generator=g) @ torch.randn(4, p.shape[1], generator=g)
+            elif "norm" in name or "lm_head" in name:
+                p += 0.05 * torch.randn(p.shape, generator=g)
+    ids = torch.randint(0, base.config.vocab_size, (2, 24), generator=g)
+    want = tuned(input_ids=ids).logits
+    adapter = lora_from_finetune(base, tuned, rank=4).eval()
+    assert torch.allclose(adapter(input_ids=ids).logits, want, atol=1e-4)
+    assert torch.allclose(adapter.merge_and_unload()(input_ids=ids).logits, want, atol=1e-4)
+    tuned.model.embed_tokens.weight.data[0] += 1
+    with pytest.raises(ValueError, match="changed the embedding"):
+        lora_from_finetune(SeedLlama.from_pretrained(llm_dir).model, tuned, rank=4)

@@ -26,24 +26,25 @@ def result(llm):
 
 def test_adapter_is_small_and_loads_over_the_shipped_llm(llm):
     adapter = shipped("llm-sft") / "adapter_model.safetensors"
-    assert adapter.stat().st_size < 3_000_000
+    assert adapter.stat().st_size < 4_000_000  # rank 64 + head + norms, fp16: 3.3 MB
     assert llm.instruction_tuned and type(llm.model).__name__ == "LlamaForCausalLM"
     assert llm.tokenizer.vocab_size == SeedLlama.from_pretrained(shipped("llm")).tokenizer.vocab_size
 
 
 def test_headline_figures_keep_what_was_reached(result):
     # The issue's bars: VQA >= 90% overall, edit success >= 60%, 3-turn in-context score >= 50%.
-    # None is met: on 200 held-out records per task the shipped adapter measures VQA 57.8%, edit
-    # success 21.5%, 3-turn 21.5% (README, issue note). This guards what was reached (on 200 records
-    # per task: caption exact 88.0%, text-to-image exact 41.0%, code retrieval: text-to-image 83.5%,
-    # edits 38.5%; on these 60: VQA 62.9%, caption 86.7%, text-to-image 43.3%, edit 18.3%, 3-turn 30.6%).
-    assert result["vqa"]["overall"] >= 0.45, result["vqa"]
+    # None is met: on 200 held-out records per task the shipped adapter measures VQA 71.7%, edit
+    # success 21.0%, 3-turn 24.3% (README, issue note). This guards what was reached (on 200 records
+    # per task: caption exact 87.5%, text-to-image exact 47.5%, code retrieval: text-to-image 91.0%,
+    # edits 45.5%; on these 60: VQA 76.7%, caption 85.0%, text-to-image 46.7%, edit 21.7%, 3-turn
+    # 29.4%, code retrieval: text-to-image 93.3%, edits 61.7%).
+    assert result["vqa"]["overall"] >= 0.65, result["vqa"]
     assert result["caption"]["exact_scene"] >= 0.75, result["caption"]
-    assert result["t2i"]["exact_scene"] >= 0.3, result["t2i"]
+    assert result["t2i"]["exact_scene"] >= 0.35, result["t2i"]
     assert result["in_context"]["score"] >= 0.2, result["in_context"]
     assert result["edit"]["exact_scene"] >= 0.1, result["edit"]
-    assert result["t2i"]["code_retrieval"] >= 0.7, result["t2i"]
-    assert result["edit"]["code_retrieval"] >= 0.2, result["edit"]
+    assert result["t2i"]["code_retrieval"] >= 0.8, result["t2i"]
+    assert result["edit"]["code_retrieval"] >= 0.4, result["edit"]
     assert result["t2i"]["valid"] == 1.0 and result["edit"]["valid"] == 1.0
     # the report's samples pair each caption with the model's own caption of it
     assert sum(s["predicted"] == s["caption"] for s in result["samples"]["caption"]) >= 2, result["samples"]

@@ -486,7 +486,7 @@ def cmd_train_sft(args) -> None:
     _require_tiny_preset(args.preset, "instruction-tune a full-size model with the Python API")
     llm_dir = _given_or_shipped(args.llm, "llm")
     try:
-        path = train_sft(args.out, llm_dir, args.tokenizer, SftRecipe(seed=args.seed), progress=not args.quiet)
+        path = train_sft(args.out, llm_dir, args.tokenizer, SftRecipe(seed=args.seed, tuning=args.tuning), progress=not args.quiet)
     except (FileNotFoundError, ValueError) as e:
         raise UsageError(str(e)) from None
     print(f"SEED-LLaMA-I adapter written to {path}")
@@ -652,8 +652,11 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--tokenizer", help="frozen image tokenizer (default: shipped)")
     tl.add_argument("--detokenizer", help="de-tokenizer the saved LLM draws with (default: shipped)")
 
-    ts = train_parser("sft", "SEED-LLaMA-I: LoRA instruction tuning on every world task (adapter over the LLM)",
+    ts = train_parser("sft", "SEED-LLaMA-I: instruction tuning on every world task (adapter over the LLM)",
                       "resumes; world/ and codes/ data are made once", cmd_train_sft)
+    ts.add_argument("--tuning", choices=("full", "lora"), default="full",
+                    help="full: every weight but the embedding, stored as a rank-64 adapter (default); "
+                         "lora: the paper's LoRA r 16")
     ts.add_argument("--llm", help="pretrained SEED-LLaMA to tune (default: shipped)")
     ts.add_argument("--tokenizer", help="frozen image tokenizer (default: the one the LLM was trained on; "
                                         "another is refused)")
