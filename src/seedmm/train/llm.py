@@ -197,10 +197,15 @@ def train_stage1(out: Path, recipe: LlmRecipe, model, tok: MultimodalTokenizer, 
     return peft_model.merge_and_unload()
 
 
-def train_stage2(out: Path, recipe: LlmRecipe, model, tok: MultimodalTokenizer, records: dict,
-                 progress: bool = True):
+def train_all_but_embedding(model) -> None:
+    """The paper's stage 2 trainable set: every weight but the input embedding (SFT's full tuning too)."""
     for name, p in model.named_parameters():
         p.requires_grad_("embed_tokens" not in name)
+
+
+def train_stage2(out: Path, recipe: LlmRecipe, model, tok: MultimodalTokenizer, records: dict,
+                 progress: bool = True):
+    train_all_but_embedding(model)
     mixture = pretraining_mixture(tok, records["train"], recipe, "stage2")
     val = validation_batch(tok, records["val"])
     train("llm-stage2-full", model, lambda s: (batch_loss(model, mixture(s)), {}), recipe.stage2,

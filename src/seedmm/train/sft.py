@@ -30,7 +30,7 @@ import torch
 from ..data.instructions import BUILDERS, SOURCE, TASK_WEIGHTS, changed_code_weights, conversation_ids
 from ..data.sequences import pad_batch
 from ..models.llm import SeedLlama
-from .llm import LORA_TARGETS, Mixture, batch_loss, prepare_data
+from .llm import LORA_TARGETS, Mixture, batch_loss, prepare_data, train_all_but_embedding
 from .loop import LoopConfig, train
 
 
@@ -97,8 +97,7 @@ def train_sft(out: str | Path, llm_dir: str | Path, tokenizer_dir: str | Path | 
                                                      lora_dropout=recipe.lora_dropout, target_modules=list(LORA_TARGETS)))
     else:
         model = llm.model
-        for name, p in model.named_parameters():
-            p.requires_grad_("embed_tokens" not in name)  # as stage 2 of pretraining
+        train_all_but_embedding(model)
     mixture = sft_mixture(llm.tokenizer, records["train"], recipe)
     val = validation_batch(llm.tokenizer, records["val"], recipe)
     train(f"sft-{recipe.tuning}", model, lambda s: (batch_loss(model, mixture(s)), {}), recipe.loop, out / "sft",
