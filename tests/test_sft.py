@@ -94,6 +94,11 @@ def test_edit_loss_weighs_the_changed_codes(tok):
     # a picture with no image before it (text-to-image) is weighed evenly
     t2i_ids, t2i_labels = conversation_ids(tok, [("user", ["draw it"]), ("assistant", [target])])
     assert set(changed_code_weights(tok, t2i_ids, t2i_labels, 4.0)) == {1.0}
+    # with an empty canvas's codes, the kept codes of a region holding an object weigh as changed ones
+    blank = source[:10] + [800 + j for j in range(10, 32)]  # positions 10… of the source hold an object
+    kept = changed_code_weights(tok, ids, labels, 4.0, blank)
+    heavy = [p - ids.index(tok.boi_id, ids.index(tok.eoi_id)) - 1 for p, w in enumerate(kept) if w == 4.0]
+    assert heavy == [5, 6] + list(range(10, 32))
     # the weighted loss is the plain one when every weight is 1, and moves when the changed codes weigh more
     torch.manual_seed(0)
     model = LlamaForCausalLM(preset("shapes-tiny").llama_config(tok.text_vocab_size)).eval()

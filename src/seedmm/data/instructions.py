@@ -61,12 +61,15 @@ def conversation_ids(tok, turns, generation_prompt: bool = False) -> tuple[list[
     return ids, labels
 
 
-def changed_code_weights(tok, ids: list[int], labels: list[int], weight: float) -> list[float]:
+def changed_code_weights(tok, ids: list[int], labels: list[int], weight: float,
+                         blank: list[int] | None = None) -> list[float]:
     """Per-token loss weights of a conversation: `weight` on the answer image codes that differ from
     the code at the same index of the image before them in the sequence (what an edit, a story step
     or a composition changes), 1 elsewhere. Most codes of an edited picture are copies of the
     source's, which the model learns first; unweighted, the few codes that carry the change are a
-    sixth of an edit answer's loss."""
+    sixth of an edit answer's loss. With `blank` (the codes of an empty canvas), copied codes of a
+    region that holds an object weigh `weight` too: an empty region has one code pattern, seen in
+    nearly every picture, and the model wrote it over objects it was told to keep."""
     weights = [1.0] * len(ids)
     previous, start = None, None
     for p, t in enumerate(ids):
@@ -76,7 +79,8 @@ def changed_code_weights(tok, ids: list[int], labels: list[int], weight: float) 
             span = ids[start:p]
             if previous is not None and len(previous) == len(span):
                 for j, code in enumerate(span):
-                    if labels[start + j] != -100 and code != previous[j]:
+                    kept_object = blank is not None and code == previous[j] and code != tok.code_offset + blank[j]
+                    if labels[start + j] != -100 and (code != previous[j] or kept_object):
                         weights[start + j] = weight
             previous, start = span, None
     return weights

@@ -1,0 +1,82 @@
+"""Where edits go wrong, code by code: an instruction-tuned SEED-LLaMA edits held-out pictures
+(the `seedmm eval sft` edit records, greedy, constrained spans), and each written code is compared
+with the source's and the target's codes at its position.
+
+    per kind     codes an edit changes; pictures written exactly (codes = target's) or left as the
+                 source; the share of unchanged positions copied, of changed positions written right
+    after        the copy rate of unchanged positions split by whether the code written just before
+                 was right: a model that finds its place in the source by the code it just wrote
+                 copies well after a right code and loses the rest of the picture after a wrong one
+    empty        how many of the wrongly copied codes are the position's empty-region code (the most
+                 common code there): objects the instruction did not name, erased
+
+    .venv/bin/python bench/edit_copies.py [--llm DIR] [--n 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter, defaultdict
+
+import torch
+
+from seedmm.checkpoints import shipped
+from seedmm.data.instructions import edit_request
+from seedmm.eval.sft import coded_records
+from seedmm.models.llm import GenerationOptions, SeedLlama, first_images, image_reply_options
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--llm", default=None, help="instruction-tuned SEED-LLaMA (default: shipped llm-sft)")
+    parser.add_argument("--n", type=int, default=200, help="held-out edit records (default 200)")
+    parser.add_argument("--beams", type=int, default=1, help="beam search width (default 1: greedy, as eval sft)")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    llm = SeedLlama.from_pretrained(args.llm or shipped("llm-sft"))
+    edits = coded_records(llm, "edit", args.n)
+    options = image_reply_options(GenerationOptions(num_beams=args.beams))
+    written = []
+    for k in range(0, len(edits), 50):
+        batch = edits[k:k + 50]
+        written += first_images(llm.respond([[("user", edit_request(m["codes"][0], m["instruction"]))]
+                                             for m in batch], options))
+    # An empty region has one code pattern, so a position's most common source code is its empty-region code.
+    empty = [Counter(m["codes"][0][j] for m in edits).most_common(1)[0][0] for j in range(32)]
+    kinds, after = defaultdict(Counter), Counter()
+    for m, out in zip(edits, written):
+        source, target = m["codes"]
+        s = kinds[m["kind"]]
+        s["edits"] += 1
+        if out is None:
+            continue
+        s["exact"] += out == target
+        s["as source"] += out == source
+        for j in range(32):
+            if source[j] != target[j]:
+                s["changed"] += 1
+                s["changed right"] += out[j] == target[j]
+                continue
+            s["unchanged"] += 1
+            s["copied"] += out[j] == target[j]
+            if out[j] != target[j]:
+                after["miscopied"] += 1
+                after["miscopied as empty"] += out[j] == empty[j]
+            previous = "first code" if j == 0 else "after a right code" if out[j - 1] == target[j - 1] \
+                else "after a wrong code"
+            after[previous, "n"] += 1
+            after[previous, "copied"] += out[j] == target[j]
+    print(f"{'kind':9s} {'edits':>5s} {'changed':>8s} {'exact':>6s} {'=source':>8s} {'copied':>7s} {'changed right':>14s}")
+    for kind, s in sorted(kinds.items()):
+        n = s["edits"]
+        print(f"{kind:9s} {n:5d} {s['changed'] / n:8.1f} {s['exact'] / n:6.1%} {s['as source'] / n:8.1%} "
+              f"{s['copied'] / max(1, s['unchanged']):7.1%} {s['changed right'] / max(1, s['changed']):14.1%}")
+    for previous in ("first code", "after a right code", "after a wrong code"):
+        n = after[previous, "n"]
+        print(f"unchanged codes {previous}: {n} positions, copied {after[previous, 'copied'] / max(1, n):.1%}")
+    print(f"miscopied unchanged codes written as the position's empty-region code: "
+          f"{after['miscopied as empty'] / max(1, after['miscopied']):.1%} of {after['miscopied']}")
+
+
+if __name__ == "__main__":
+    main()
