@@ -67,8 +67,8 @@ class SftRecipe:
 
 
 def sft_mixture(tok, records: dict, recipe: SftRecipe, blank: list[int] | None = None) -> Mixture:
-    """The training mixture; `blank`: the image tokenizer's codes of an empty canvas (changed_code_weights)."""
-    blank = blank if recipe.weigh_kept_objects else None
+    """The training mixture; `blank`: the image tokenizer's codes of an empty canvas, given when
+    `recipe.weigh_kept_objects` (changed_code_weights)."""
 
     def make(kind: str, index: int, rng: random.Random):
         ids, labels = conversation_ids(tok, BUILDERS[kind](records[SOURCE[kind]][index], rng))
@@ -107,7 +107,9 @@ def train_sft(out: str | Path, llm_dir: str | Path, tokenizer_dir: str | Path | 
     else:
         model = llm.model
         train_all_but_embedding(model)
-    blank = llm.component("image_tokenizer").encode([render(Scene())])[0].tolist()
+    blank = None
+    if recipe.weigh_kept_objects:
+        blank = llm.component("image_tokenizer").encode([render(Scene())])[0].tolist()
     mixture = sft_mixture(llm.tokenizer, records["train"], recipe, blank)
     val = validation_batch(llm.tokenizer, records["val"], recipe)
     train(f"sft-{recipe.tuning}", model, lambda s: (batch_loss(model, mixture(s)), {}), recipe.loop, out / "sft",
