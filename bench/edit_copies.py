@@ -7,8 +7,8 @@ with the source's and the target's codes at its position.
     after        the copy rate of unchanged positions split by whether the code written just before
                  was right: a model that finds its place in the source by the code it just wrote
                  copies well after a right code and loses the rest of the picture after a wrong one
-    empty        how many of the wrongly copied codes are the position's empty-region code (the most
-                 common code there): objects the instruction did not name, erased
+    empty        how many of the wrongly copied codes are the position's empty-region code (the code
+                 of an empty canvas there): objects the instruction did not name, erased
 
     .venv/bin/python bench/edit_copies.py [--llm DIR] [--n 200]
 """
@@ -21,9 +21,9 @@ from collections import Counter, defaultdict
 import torch
 
 from seedmm.checkpoints import shipped
-from seedmm.data.instructions import edit_request
 from seedmm.eval.sft import coded_records
-from seedmm.models.llm import GenerationOptions, SeedLlama, first_images, image_reply_options
+from seedmm.models.llm import GenerationOptions, SeedLlama
+from seedmm.train.sft import blank_canvas_codes
 
 
 def main() -> None:
@@ -35,14 +35,12 @@ def main() -> None:
     torch.set_num_threads(2)
     llm = SeedLlama.from_pretrained(args.llm or shipped("llm-sft"))
     edits = coded_records(llm, "edit", args.n)
-    options = image_reply_options(GenerationOptions(num_beams=args.beams))
+    options = GenerationOptions(num_beams=args.beams)
     written = []
     for k in range(0, len(edits), 50):
         batch = edits[k:k + 50]
-        written += first_images(llm.respond([[("user", edit_request(m["codes"][0], m["instruction"]))]
-                                             for m in batch], options))
-    # An empty region has one code pattern, so a position's most common source code is its empty-region code.
-    empty = [Counter(m["codes"][0][j] for m in edits).most_common(1)[0][0] for j in range(32)]
+        written += llm.edit_coded([m["codes"][0] for m in batch], [m["instruction"] for m in batch], options)
+    empty = blank_canvas_codes(llm.component("image_tokenizer"))
     kinds, after = defaultdict(Counter), Counter()
     for m, out in zip(edits, written):
         source, target = m["codes"]

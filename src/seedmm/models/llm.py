@@ -455,7 +455,10 @@ class SeedLlama:
 
     def edit_codes(self, images, instructions: list[str], options: GenerationOptions | None = None):
         """Image + instruction → the edited image's 32 codes (None where no valid image came out)."""
-        codes = self.component("image_tokenizer").encode(images).tolist()
+        return self.edit_coded(self.component("image_tokenizer").encode(images).tolist(), instructions, options)
+
+    def edit_coded(self, codes: list[list[int]], instructions: list[str], options: GenerationOptions | None = None):
+        """`edit_codes` for images already in codes (32 per image)."""
         turns = [[("user", edit_request(c, i))] for c, i in zip(codes, instructions, strict=True)]
         return first_images(self.respond(turns, image_reply_options(options)))
 

@@ -66,6 +66,11 @@ class SftRecipe:
         self.loop = self.loop or replace(FULL_LOOP if self.tuning == "full" else LORA_LOOP)
 
 
+def blank_canvas_codes(image_tokenizer) -> list[int]:
+    """The codes of an empty canvas: every region's empty-region code pattern."""
+    return image_tokenizer.encode([render(Scene())])[0].tolist()
+
+
 def sft_mixture(tok, records: dict, recipe: SftRecipe, blank: list[int] | None = None) -> Mixture:
     """The training mixture; `blank`: the image tokenizer's codes of an empty canvas, given when
     `recipe.weigh_kept_objects` (changed_code_weights)."""
@@ -109,7 +114,7 @@ def train_sft(out: str | Path, llm_dir: str | Path, tokenizer_dir: str | Path | 
         train_all_but_embedding(model)
     blank = None
     if recipe.weigh_kept_objects:
-        blank = llm.component("image_tokenizer").encode([render(Scene())])[0].tolist()
+        blank = blank_canvas_codes(llm.component("image_tokenizer"))
     mixture = sft_mixture(llm.tokenizer, records["train"], recipe, blank)
     val = validation_batch(llm.tokenizer, records["val"], recipe)
     train(f"sft-{recipe.tuning}", model, lambda s: (batch_loss(model, mixture(s)), {}), recipe.loop, out / "sft",
