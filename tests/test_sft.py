@@ -99,6 +99,10 @@ def test_edit_loss_weighs_the_changed_codes(tok):
     kept = changed_code_weights(tok, ids, labels, 4.0, blank)
     heavy = [p - ids.index(tok.boi_id, ids.index(tok.eoi_id)) - 1 for p, w in enumerate(kept) if w == 4.0]
     assert heavy == [5, 6] + list(range(10, 32))
+    # ... or weigh their own, below the changed codes'
+    kept = changed_code_weights(tok, ids, labels, 8.0, blank, kept_object_weight=2.0)
+    boi = ids.index(tok.boi_id, ids.index(tok.eoi_id))
+    assert [kept[boi + 1 + j] for j in (0, 5, 6, 10, 31)] == [1.0, 8.0, 8.0, 2.0, 2.0]
     # the weighted loss is the plain one when every weight is 1, and moves when the changed codes weigh more
     torch.manual_seed(0)
     model = LlamaForCausalLM(preset("shapes-tiny").llama_config(tok.text_vocab_size)).eval()

@@ -54,10 +54,10 @@ class SftRecipe:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     changed_code_weight: float = 4.0  # see changed_code_weights; the validation loss stays unweighted
-    # changed_code_weights' `blank`: kept objects' codes weigh as changed ones. Off in the shipped
-    # recipe: on, edits copied far better (miscopied kept codes 901 -> 565 in 200 edits) but wrote
-    # fewer changes right (recolours 17.0 -> 8.5%); edit success 21.0 -> 23.0% (README).
-    weigh_kept_objects: bool = False
+    # changed_code_weights' `kept_object_weight`: the copied codes of regions that hold an object.
+    # None (off) in the shipped recipe: at 4.0 edits copied far better (miscopied kept codes 901 -> 565
+    # in 200 edits) but wrote fewer changes right (recolours 17.0 -> 8.5%); edit success 21.0 -> 23.0% (README).
+    kept_object_weight: float | None = None
     seed: int = 0
 
     def __post_init__(self):
@@ -73,11 +73,12 @@ def blank_canvas_codes(image_tokenizer) -> list[int]:
 
 def sft_mixture(tok, records: dict, recipe: SftRecipe, blank: list[int] | None = None) -> Mixture:
     """The training mixture; `blank`: the image tokenizer's codes of an empty canvas, given when
-    `recipe.weigh_kept_objects` (changed_code_weights)."""
+    `recipe.kept_object_weight` is (changed_code_weights)."""
 
     def make(kind: str, index: int, rng: random.Random):
         ids, labels = conversation_ids(tok, BUILDERS[kind](records[SOURCE[kind]][index], rng))
-        return ids, labels, changed_code_weights(tok, ids, labels, recipe.changed_code_weight, blank)
+        return ids, labels, changed_code_weights(tok, ids, labels, recipe.changed_code_weight, blank,
+                                                         recipe.kept_object_weight)
 
     sizes = {kind: len(records[SOURCE[kind]]) for kind in recipe.weights}
     return Mixture(make, sizes, recipe.weights, recipe.batch_tokens, tok.pad_id, f"sft/{recipe.seed}")
@@ -113,7 +114,7 @@ def train_sft(out: str | Path, llm_dir: str | Path, tokenizer_dir: str | Path | 
         model = llm.model
         train_all_but_embedding(model)
     blank = None
-    if recipe.weigh_kept_objects:
+    if recipe.kept_object_weight is not None:
         blank = blank_canvas_codes(llm.component("image_tokenizer"))
     mixture = sft_mixture(llm.tokenizer, records["train"], recipe, blank)
     val = validation_batch(llm.tokenizer, records["val"], recipe)
