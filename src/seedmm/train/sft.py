@@ -77,8 +77,8 @@ def sft_mixture(tok, records: dict, recipe: SftRecipe, blank: list[int] | None =
 
     def make(kind: str, index: int, rng: random.Random):
         ids, labels = conversation_ids(tok, BUILDERS[kind](records[SOURCE[kind]][index], rng))
-        return ids, labels, changed_code_weights(tok, ids, labels, recipe.changed_code_weight, blank,
-                                                         recipe.kept_object_weight)
+        weights = changed_code_weights(tok, ids, labels, recipe.changed_code_weight, blank, recipe.kept_object_weight)
+        return ids, labels, weights
 
     sizes = {kind: len(records[SOURCE[kind]]) for kind in recipe.weights}
     return Mixture(make, sizes, recipe.weights, recipe.batch_tokens, tok.pad_id, f"sft/{recipe.seed}")
