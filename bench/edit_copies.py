@@ -21,7 +21,7 @@ from collections import Counter, defaultdict
 import torch
 
 from seedmm.checkpoints import shipped
-from seedmm.eval.sft import coded_records
+from seedmm.eval.sft import batched, coded_records
 from seedmm.models.llm import GenerationOptions, SeedLlama
 from seedmm.train.sft import blank_canvas_codes
 
@@ -36,10 +36,8 @@ def main() -> None:
     llm = SeedLlama.from_pretrained(args.llm or shipped("llm-sft"))
     edits = coded_records(llm, "edit", args.n)
     options = GenerationOptions(num_beams=args.beams)
-    written = []
-    for k in range(0, len(edits), 50):
-        batch = edits[k:k + 50]
-        written += llm.edit_coded([m["codes"][0] for m in batch], [m["instruction"] for m in batch], options)
+    written = batched(lambda b: llm.edit_coded([m["codes"][0] for m in b], [m["instruction"] for m in b], options),
+                      edits, 50)
     empty = blank_canvas_codes(llm.component("image_tokenizer"))
     kinds, after = defaultdict(Counter), Counter()
     for m, out in zip(edits, written):

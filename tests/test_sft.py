@@ -96,7 +96,7 @@ def test_edit_loss_weighs_the_changed_codes(tok):
     assert set(changed_code_weights(tok, t2i_ids, t2i_labels, 4.0)) == {1.0}
     # with an empty canvas's codes, the kept codes of a region holding an object weigh as changed ones
     blank = source[:10] + [800 + j for j in range(10, 32)]  # positions 10… of the source hold an object
-    kept = changed_code_weights(tok, ids, labels, 4.0, blank)
+    kept = changed_code_weights(tok, ids, labels, 4.0, blank, kept_object_weight=4.0)
     heavy = [p - ids.index(tok.boi_id, ids.index(tok.eoi_id)) - 1 for p, w in enumerate(kept) if w == 4.0]
     assert heavy == [5, 6] + list(range(10, 32))
     # ... or weigh their own, below the changed codes'

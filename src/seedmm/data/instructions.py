@@ -62,15 +62,14 @@ def conversation_ids(tok, turns, generation_prompt: bool = False) -> tuple[list[
 
 
 def changed_code_weights(tok, ids: list[int], labels: list[int], weight: float,
-                         blank: list[int] | None = None, kept_object_weight: float | None = None) -> list[float]:
+                         blank: list[int] | None = None, kept_object_weight: float = 1.0) -> list[float]:
     """Per-token loss weights of a conversation: `weight` on the answer image codes that differ from
     the code at the same index of the image before them in the sequence (what an edit, a story step
     or a composition changes), 1 elsewhere. Most codes of an edited picture are copies of the
     source's, which the model learns first; unweighted, the few codes that carry the change are a
     sixth of an edit answer's loss. With `blank` (the codes of an empty canvas), copied codes of a
-    region that holds an object weigh `kept_object_weight` (default `weight`): an empty region has one
-    code pattern, seen in nearly every picture, and the model wrote it over objects it was told to keep."""
-    kept_object_weight = weight if kept_object_weight is None else kept_object_weight
+    region that holds an object weigh `kept_object_weight`: an empty region has one code pattern,
+    seen in nearly every picture, and the model wrote it over objects it was told to keep."""
     weights = [1.0] * len(ids)
     previous, start = None, None
     for p, t in enumerate(ids):

@@ -54,7 +54,8 @@ def coded_records(llm: SeedLlama, task: str, n: int, seed: int = 0, keep=None) -
     return metas
 
 
-def _batched(fn, items: list, batch: int) -> list:
+def batched(fn, items: list, batch: int) -> list:
+    """fn over items `batch` at a time, the outputs concatenated."""
     return [out for k in range(0, len(items), batch) for out in fn(items[k:k + batch])]
 
 
@@ -66,14 +67,14 @@ class _Judge:
 
     def texts(self, conversations: list, max_new_tokens: int) -> list[str]:
         options = GenerationOptions(max_new_tokens)
-        return [d.text for d in _batched(lambda c: self.llm.respond(c, options), conversations, self.batch)]
+        return [d.text for d in batched(lambda c: self.llm.respond(c, options), conversations, self.batch)]
 
     def codes(self, conversations: list) -> list:
         options = image_reply_options(None)
-        return first_images(_batched(lambda c: self.llm.respond(c, options), conversations, self.batch))
+        return first_images(batched(lambda c: self.llm.respond(c, options), conversations, self.batch))
 
     def drawn_exact(self, codes: list, scenes: list[Scene]) -> list[bool]:
-        drawings = _batched(lambda c: self.llm.draw_optional(c, steps=self.steps, seed=self.seed), codes, self.batch)
+        drawings = batched(lambda c: self.llm.draw_optional(c, steps=self.steps, seed=self.seed), codes, self.batch)
         return [d is not None and exact_match(s, read_scene(d)) for d, s in zip(drawings, scenes)]
 
     def drawing_task(self, conversations: list, scenes: list[Scene]) -> tuple[dict, list[bool]]:
