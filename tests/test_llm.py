@@ -120,6 +120,26 @@ def test_guidance_changes_image_logits_only(tok, random_llm):
         assert torch.allclose(guided, torch.log_softmax(cond, -1)) != changes
 
 
+def test_self_reranking_keeps_the_candidate_the_model_reads_as_its_prompt(tok, random_llm):
+    prompts = ["a small red circle in the top left", "a large blue square on the left"]
+    codes = random_llm.generate_codes(prompts, GenerationOptions(rerank=6, seed=1))
+    greedy = random_llm.generate_codes(prompts, GenerationOptions())
+    sampled = random_llm.generate_codes([p for p in prompts for _ in range(5)],
+                                        GenerationOptions(do_sample=True, seed=1))
+    for i, (prompt, chosen) in enumerate(zip(prompts, codes)):
+        candidates = [greedy[i], *sampled[5 * i:5 * i + 5]]
+        scores = random_llm.caption_log_likelihood(candidates, [prompt] * 6)
+        assert chosen == candidates[int(scores.argmax())]
+    # the score is the caption's log-likelihood after the image, in the pretraining layout
+    ids = torch.tensor([tok.encode([greedy[0], prompts[0]], eos=True)])
+    logp = torch.log_softmax(random_llm.model(ids).logits[0, :-1], -1)
+    caption = ids[0, 35:]
+    expected = logp[34:].gather(-1, caption[:, None]).sum()
+    assert torch.allclose(random_llm.caption_log_likelihood(greedy[:1], prompts[:1])[0], expected, atol=1e-4)
+    with pytest.raises(ValueError, match="rerank"):
+        random_llm.generate_codes(prompts, GenerationOptions(rerank=0))
+
+
 def test_pretokenize_resumes_without_loss_or_duplicates(tmp_path):
     from seedmm.checkpoints import shipped
     from seedmm.data.codes import pretokenize, read_code_records

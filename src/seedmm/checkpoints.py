@@ -12,6 +12,9 @@ REPO_CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints" / "shapes
 # drawings of 500 held-out scenes at guidance 0.8 / 1 / 1.5 / 2 / 3 / 6: 29.8 / 32.0 / 32.8 / 28.0 /
 # 8.0 / 0.0% (`seedmm eval llm --guidance G`). Strong guidance pushes the codes off the scene.
 TEXT_TO_IMAGE_GUIDANCE = 1.5
+# Text-to-image candidates per prompt, self-reranked by the model's caption likelihood
+# (`GenerationOptions.rerank`; README, SEED-LLaMA: evaluation).
+TEXT_TO_IMAGE_RERANK = 16
 
 
 def shipped(part: str) -> Path:

@@ -13,7 +13,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from .checkpoints import TEXT_TO_IMAGE_GUIDANCE
+from .checkpoints import TEXT_TO_IMAGE_GUIDANCE, TEXT_TO_IMAGE_RERANK
 
 
 class UsageError(Exception):
@@ -402,7 +402,8 @@ def cmd_generate(args) -> None:
     if len(args.prompts) > 1 and out.suffix:
         raise UsageError("with several prompts -o names a directory")
     llm = _load_llm(args)
-    options = _generation_options(args, constrain_images=not args.unconstrained, image_guidance_scale=args.guidance)
+    options = _generation_options(args, constrain_images=not args.unconstrained, image_guidance_scale=args.guidance,
+                                  rerank=args.rerank)
     codes = llm.generate_codes(args.prompts, options)
     good = [(i, c) for i, c in enumerate(codes) if c is not None]
     images = llm.draw([c for _, c in good], steps=args.steps, seed=args.seed) if good else []
@@ -496,7 +497,8 @@ def cmd_eval_sft(args) -> None:
     from .eval.sft import evaluate_sft, format_report
 
     llm = _load_llm(args, "llm-sft")
-    result = evaluate_sft(llm, _load_clip(args.clip, None), n=args.n, steps=args.steps, seed=args.seed)
+    result = evaluate_sft(llm, _load_clip(args.clip, None), n=args.n, steps=args.steps, seed=args.seed,
+                          rerank=args.rerank)
     print(json.dumps(result, indent=2) if args.json else format_report(result, args.n))
 
 
@@ -504,8 +506,8 @@ def cmd_eval_llm(args) -> None:
     from .eval.llm import evaluate_llm, format_report
 
     llm = _load_llm(args)
-    result = evaluate_llm(llm, _load_clip(args.clip, None), n=args.n, guidance=args.guidance, steps=args.steps,
-                          sheet_path=args.sheet)
+    result = evaluate_llm(llm, _load_clip(args.clip, None), n=args.n, guidance=args.guidance, rerank=args.rerank,
+                          steps=args.steps, sheet_path=args.sheet)
     print(json.dumps(result, indent=2) if args.json else format_report(result, args.n))
 
 
@@ -528,6 +530,12 @@ def _drawing_eval_args(parser, guidance: float, sheet: str) -> None:
                         help=f"classifier-free guidance scale (1 = off; default {guidance:g})")
     parser.add_argument("--sheet", help=f"write a PNG of {sheet} here")
     parser.add_argument("--json", action="store_true")
+
+
+def _rerank_arg(parser) -> None:
+    parser.add_argument("--rerank", type=_at_least_one, default=TEXT_TO_IMAGE_RERANK,
+                        help="text-to-image: candidates per prompt, the one the model's own caption likelihood "
+                             f"ranks first is kept (1 = off; default {TEXT_TO_IMAGE_RERANK})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -588,6 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"classifier-free guidance on image tokens (1 = off; default {TEXT_TO_IMAGE_GUIDANCE:g})")
     gn.add_argument("--unconstrained", action="store_true",
                     help="let the LLM write image spans freely (the paper's setting; may yield no valid image)")
+    _rerank_arg(gn)
     llm_args(gn, images=True)
     gn.set_defaults(func=cmd_generate)
 
@@ -695,6 +704,7 @@ def build_parser() -> argparse.ArgumentParser:
     el.add_argument("--llm", help="SEED-LLaMA directory (default: shipped)")
     el.add_argument("--clip", help="frozen towers for CLIP-sim and code retrieval (default: shipped)")
     _drawing_eval_args(el, guidance=TEXT_TO_IMAGE_GUIDANCE, sheet="the prompts' renders beside the generated images")
+    _rerank_arg(el)
     el.set_defaults(func=cmd_eval_llm)
 
     es = esub.add_parser("sft", help="SEED-LLaMA-I: VQA, captioning, text-to-image, edits, differences, video QA, "
@@ -704,6 +714,7 @@ def build_parser() -> argparse.ArgumentParser:
     es.add_argument("--n", type=_at_least_one, default=200, help="held-out records per task (default 200)")
     es.add_argument("--steps", type=_at_least_one, default=25, help="de-tokenizer sampling steps (default 25)")
     es.add_argument("--seed", type=int, default=0)
+    _rerank_arg(es)
     es.add_argument("--json", action="store_true")
     es.set_defaults(func=cmd_eval_sft)
 

@@ -3,7 +3,8 @@ the paper's Table 3 and Figures 6–7.
 
 vqa          accuracy per question kind and overall (answers compared after `parse_answer`)
 caption      the judge's exact-scene rate of the caption (parsed back into a scene)
-t2i          text → image: the judge reads the drawing back as exactly the caption's scene
+t2i          text → image: the judge reads the drawing back as exactly the caption's scene (the
+             best of `rerank` candidates by the model's own caption likelihood, as `generate` draws)
 edit         edit success: the drawing of the edited image is exactly the target scene (per kind too)
 difference   two images → the difference sentence, equal to the true one
 video_qa     four frames → the direction the object moves
@@ -27,6 +28,7 @@ from ..data.instructions import (
     COMPOSE_KINDS, GENERATE, SHORT_ANSWER, caption_request, compose, difference, edit_request, question_request,
     t2i_request, with_request,
 )
+from ..checkpoints import TEXT_TO_IMAGE_RERANK
 from ..data.world_samples import make_record
 from ..models.llm import GenerationOptions, SeedLlama, first_images, image_reply_options
 from ..world import render
@@ -79,7 +81,10 @@ class _Judge:
 
     def drawing_task(self, conversations: list, scenes: list[Scene]) -> tuple[dict, list[bool]]:
         """Generate one image per conversation, draw and judge it: (summary, exact per item)."""
-        codes = self.codes(conversations)
+        return self.judged(self.codes(conversations), scenes)
+
+    def judged(self, codes: list, scenes: list[Scene]) -> tuple[dict, list[bool]]:
+        """Draw generated codes (None: no valid image) and judge them: (summary, exact per item)."""
         exact = self.drawn_exact(codes, scenes)
         valid = [(c, caption(s)) for c, s in zip(codes, scenes) if c is not None]
         return {"exact_scene": sum(exact) / len(exact), "valid": len(valid) / len(codes),
@@ -92,7 +97,8 @@ def _scenes(meta: dict) -> list[Scene]:
 
 
 @torch.no_grad()
-def evaluate_sft(llm: SeedLlama, clip, n: int = 200, steps: int = 25, batch: int = 50, seed: int = 0) -> dict:
+def evaluate_sft(llm: SeedLlama, clip, n: int = 200, steps: int = 25, batch: int = 50, seed: int = 0,
+                 rerank: int = TEXT_TO_IMAGE_RERANK) -> dict:
     judge = _Judge(llm, clip, steps, batch, seed)
     rng = random.Random(seed)
     result: dict = {}
@@ -111,8 +117,12 @@ def evaluate_sft(llm: SeedLlama, clip, n: int = 200, steps: int = 25, batch: int
     captions = coded_records(llm, "caption", n, seed)
     said = judge.texts([[("user", caption_request(m["codes"][0]))] for m in captions], 48)
     result["caption"] = {"exact_scene": sum(caption_exact(_scenes(m)[0], t) for m, t in zip(captions, said)) / n}
-    result["t2i"], _ = judge.drawing_task([[("user", t2i_request(m["caption"]))] for m in captions],
-                                          [_scenes(m)[0] for m in captions])
+    # Text-to-image through `generate_codes` (the same request template), self-reranked; no guidance,
+    # as every other drawing task here.
+    options = GenerationOptions(rerank=rerank)
+    drawn = batched(lambda p: llm.generate_codes(p, options), [m["caption"] for m in captions], batch)
+    result["t2i"], _ = judge.judged(drawn, [_scenes(m)[0] for m in captions])
+    result["t2i"]["rerank"] = rerank
 
     edits = coded_records(llm, "edit", n, seed)
     result["edit"], exact = judge.drawing_task([[("user", edit_request(m["codes"][0], m["instruction"]))]
@@ -160,7 +170,7 @@ def format_report(result: dict, n: int) -> str:
     lines = [f"SEED-LLaMA-I on held-out records ({n} per task)",
              f"VQA overall {pct(vqa['overall'])}: " + ", ".join(f"{k} {pct(v)}" for k, v in vqa.items() if k != "overall"),
              f"captioning exact scene {pct(result['caption']['exact_scene'])}"]
-    for name, row in (("text-to-image", result["t2i"]), ("edit", result["edit"])):
+    for name, row in ((f"text-to-image (best of {result['t2i']['rerank']}): ", result["t2i"]), ("edit", result["edit"])):
         lines.append(f"{name:<14}exact scene {pct(row['exact_scene'])}, code retrieval {pct(row['code_retrieval'])}"
                      + "".join(f", {k[5:]} {pct(v)}" for k, v in row.items() if k.startswith("kind_")))
     lines += [f"difference    accuracy {pct(result['difference']['accuracy'])}",
