@@ -56,7 +56,8 @@ def code_retrieval(tokenizer, clip: ShapesClip, codes: list[list[int]], captions
 
 @torch.no_grad()
 def evaluate_llm(llm: SeedLlama, clip: ShapesClip, n: int = 500, guidance: float = TEXT_TO_IMAGE_GUIDANCE,
-                 rerank: int = TEXT_TO_IMAGE_RERANK, steps: int = 25, batch: int = 50, seed: int = 0, sheet_path=None) -> dict:
+                 rerank: int = TEXT_TO_IMAGE_RERANK, steps: int = 25, batch: int = 50, seed: int = 0,
+                 sheet_path=None) -> dict:
     pairs = held_out_pairs(n, seed=seed)
     scenes, captions = [s for s, _ in pairs], [c for _, c in pairs]
     tokenizer = llm.component("image_tokenizer")

@@ -4,7 +4,7 @@ the paper's Table 3 and Figures 6–7.
 vqa          accuracy per question kind and overall (answers compared after `parse_answer`)
 caption      the judge's exact-scene rate of the caption (parsed back into a scene)
 t2i          text → image: the judge reads the drawing back as exactly the caption's scene (the
-             best of `rerank` candidates by the model's own caption likelihood, as `generate` draws)
+             best of `rerank` candidates by the model's own caption likelihood)
 edit         edit success: the drawing of the edited image is exactly the target scene (per kind too)
 difference   two images → the difference sentence, equal to the true one
 video_qa     four frames → the direction the object moves
@@ -24,11 +24,11 @@ from collections import Counter
 
 import torch
 
+from ..checkpoints import TEXT_TO_IMAGE_RERANK
 from ..data.instructions import (
     COMPOSE_KINDS, GENERATE, SHORT_ANSWER, caption_request, compose, difference, edit_request, question_request,
     t2i_request, with_request,
 )
-from ..checkpoints import TEXT_TO_IMAGE_RERANK
 from ..data.world_samples import make_record
 from ..models.llm import GenerationOptions, SeedLlama, first_images, image_reply_options
 from ..world import render

@@ -519,7 +519,7 @@ class SeedLlama:
             logp = torch.log_softmax(self.model(input_ids=ids).logits[:, :-1].float(), dim=-1)
             picked = logp.gather(-1, labels.clamp(min=0)[..., None])[..., 0]
             scores.append((picked * (labels != -100)).sum(1))
-        return torch.cat(scores)
+        return torch.cat(scores) if scores else torch.zeros(0)
 
     def draw(self, codes, steps: int = 25, guidance_scale: float = 1.0, seed: int | None = 0):
         """Codes (B, 32) → PIL images through the SEED tokenizer's generation head and the de-tokenizer."""
