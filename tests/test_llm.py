@@ -138,6 +138,18 @@ def test_self_reranking_keeps_the_candidate_the_model_reads_as_its_prompt(tok, r
     assert torch.allclose(random_llm.caption_log_likelihood(greedy[:1], prompts[:1])[0], expected, atol=1e-4)
     with pytest.raises(ValueError, match="rerank"):
         random_llm.generate_codes(prompts, GenerationOptions(rerank=0))
+    # a chat turn that is one text-to-image request, in any trained phrasing, is drawn the same way;
+    # a conversation holding a picture is answered as before
+    from seedmm.data.instructions import T2I_REQUESTS, requested_caption, t2i_request
+
+    assert all(requested_caption([("user", t2i_request(prompts[0], t))]) == prompts[0] for t in T2I_REQUESTS)
+    assert requested_caption([("user", [greedy[0], "make it blue"])]) is None
+    options = GenerationOptions(rerank=6, seed=1)
+    (reply,) = random_llm.respond([[("user", t2i_request(prompts[0], T2I_REQUESTS[2]))]], options)
+    assert reply.images == codes[:1]
+    edit = [[("user", [greedy[0], "make it blue " + T2I_REQUESTS[0].split("}")[1].strip()])]]
+    plain = GenerationOptions(seed=1)
+    assert random_llm.respond(edit, options)[0].parts == random_llm.respond(edit, plain)[0].parts
 
 
 def test_pretokenize_resumes_without_loss_or_duplicates(tmp_path):

@@ -462,7 +462,7 @@ def cmd_edit(args) -> None:
 def cmd_chat(args) -> None:
     from .serve.chat import chat_session
 
-    chat_session(_load_llm(args, "llm-sft"), args, _generation_options(args, max_new_tokens=96))
+    chat_session(_load_llm(args, "llm-sft"), args, _generation_options(args, max_new_tokens=96, rerank=args.rerank))
 
 
 def cmd_batch(args) -> None:
@@ -621,6 +621,7 @@ def build_parser() -> argparse.ArgumentParser:
     ch = sub.add_parser("chat", help="multi-turn chat in the terminal: text and images in, text and images out")
     ch.add_argument("--out-dir", default="chat", help="where the assistant's images are saved (default: chat)")
     ch.add_argument("--force-image", action="store_true", help="every reply starts with an image (/force toggles)")
+    _rerank_arg(ch)
     llm_args(ch, images=True)
     ch.set_defaults(func=cmd_chat)
 

@@ -110,6 +110,19 @@ def t2i_request(text: str, template: str = T2I_REQUESTS[0]) -> list:
     return [template.format(caption=text)]
 
 
+def requested_caption(turns) -> str | None:
+    """The caption a conversation asks to draw, if it is one text-to-image request (a single user turn
+    of text, phrased as one of `T2I_REQUESTS`); else None."""
+    if len(turns) != 1 or turns[0][0] != "user" or not all(isinstance(p, str) for p in turns[0][1]):
+        return None
+    text = " ".join(p.strip() for p in turns[0][1]).strip()
+    for template in T2I_REQUESTS:
+        head, tail = template.split("{caption}")
+        if text.startswith(head) and text.endswith(tail) and len(text) > len(head) + len(tail):
+            return text[len(head):len(text) - len(tail)].strip()
+    return None
+
+
 # ---------------------------------------------------------------- one builder per task
 
 def t2i(record: dict, rng: random.Random) -> list:

@@ -4,7 +4,8 @@ the paper's Table 3 and Figures 6–7.
 vqa          accuracy per question kind and overall (answers compared after `parse_answer`)
 caption      the judge's exact-scene rate of the caption (parsed back into a scene)
 t2i          text → image: the judge reads the drawing back as exactly the caption's scene (the
-             best of `rerank` candidates by the model's own caption likelihood)
+             best of `rerank` candidates by the model's own caption likelihood, as for every drawing
+             asked for by one text-to-image request: the first turn of `in_context` too)
 edit         edit success: the drawing of the edited image is exactly the target scene (per kind too)
 difference   two images → the difference sentence, equal to the true one
 video_qa     four frames → the direction the object moves
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from dataclasses import replace
 
 import torch
 
@@ -64,15 +66,16 @@ def batched(fn, items: list, batch: int) -> list:
 class _Judge:
     """Generates in batches, draws valid codes, and judges drawings against scenes."""
 
-    def __init__(self, llm: SeedLlama, clip, steps: int, batch: int, seed: int):
-        self.llm, self.clip, self.steps, self.batch, self.seed = llm, clip, steps, batch, seed
+    def __init__(self, llm: SeedLlama, clip, steps: int, batch: int, seed: int, rerank: int):
+        self.llm, self.clip, self.steps, self.batch, self.seed, self.rerank = llm, clip, steps, batch, seed, rerank
 
     def texts(self, conversations: list, max_new_tokens: int) -> list[str]:
         options = GenerationOptions(max_new_tokens)
         return [d.text for d in batched(lambda c: self.llm.respond(c, options), conversations, self.batch)]
 
     def codes(self, conversations: list) -> list:
-        options = image_reply_options(None)
+        # Self-reranking applies to the conversations that are one text-to-image request (SeedLlama.respond).
+        options = replace(image_reply_options(None), rerank=self.rerank)
         return first_images(batched(lambda c: self.llm.respond(c, options), conversations, self.batch))
 
     def drawn_exact(self, codes: list, scenes: list[Scene]) -> list[bool]:
@@ -81,10 +84,7 @@ class _Judge:
 
     def drawing_task(self, conversations: list, scenes: list[Scene]) -> tuple[dict, list[bool]]:
         """Generate one image per conversation, draw and judge it: (summary, exact per item)."""
-        return self.judged(self.codes(conversations), scenes)
-
-    def judged(self, codes: list, scenes: list[Scene]) -> tuple[dict, list[bool]]:
-        """Draw generated codes (None: no valid image) and judge them: (summary, exact per item)."""
+        codes = self.codes(conversations)
         exact = self.drawn_exact(codes, scenes)
         valid = [(c, caption(s)) for c, s in zip(codes, scenes) if c is not None]
         return {"exact_scene": sum(exact) / len(exact), "valid": len(valid) / len(codes),
@@ -99,7 +99,7 @@ def _scenes(meta: dict) -> list[Scene]:
 @torch.no_grad()
 def evaluate_sft(llm: SeedLlama, clip, n: int = 200, steps: int = 25, batch: int = 50, seed: int = 0,
                  rerank: int = TEXT_TO_IMAGE_RERANK) -> dict:
-    judge = _Judge(llm, clip, steps, batch, seed)
+    judge = _Judge(llm, clip, steps, batch, seed, rerank)
     rng = random.Random(seed)
     result: dict = {}
 
@@ -117,11 +117,8 @@ def evaluate_sft(llm: SeedLlama, clip, n: int = 200, steps: int = 25, batch: int
     captions = coded_records(llm, "caption", n, seed)
     said = judge.texts([[("user", caption_request(m["codes"][0]))] for m in captions], 48)
     result["caption"] = {"exact_scene": sum(caption_exact(_scenes(m)[0], t) for m, t in zip(captions, said)) / n}
-    # Text-to-image through `generate_codes` (the same request template), self-reranked; no guidance,
-    # as every other drawing task here.
-    options = GenerationOptions(rerank=rerank)
-    drawn = batched(lambda p: llm.generate_codes(p, options), [m["caption"] for m in captions], batch)
-    result["t2i"], _ = judge.judged(drawn, [_scenes(m)[0] for m in captions])
+    result["t2i"], _ = judge.drawing_task([[("user", t2i_request(m["caption"]))] for m in captions],
+                                          [_scenes(m)[0] for m in captions])
     result["t2i"]["rerank"] = rerank
 
     edits = coded_records(llm, "edit", n, seed)

@@ -21,7 +21,9 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessor, LogitsProcessorList
 from transformers.generation.logits_process import UnbatchedClassifierFreeGuidanceLogitsProcessor
 
-from ..data.instructions import caption_request, conversation_ids, edit_request, question_request, t2i_request
+from ..data.instructions import (
+    caption_request, conversation_ids, edit_request, question_request, requested_caption, t2i_request,
+)
 
 IMAGE_TOKEN = "<img_{:05d}>"
 BOI, EOI = "<img>", "</img>"
@@ -266,8 +268,9 @@ class GenerationOptions:
     image_guidance_scale: float = 1.0
     force_image: bool = False  # append `<img>` to the prompt: the reply starts with an image
     seed: int | None = None
-    # Text-to-image only: draw this many candidates (the first as the options say, the rest sampled
-    # at `temperature`) and keep the one whose caption the model itself finds likeliest (1 = off).
+    # Text-to-image only (and chat turns that are one text-to-image request): draw this many candidates
+    # (the first as the options say, the rest sampled at `temperature`) and keep the one whose caption
+    # the model itself finds likeliest (1 = off).
     rerank: int = 1
 
 
@@ -401,9 +404,19 @@ class SeedLlama:
     # ------------------------------------------------------------ conversations
     def respond(self, conversations: list[list], options: GenerationOptions | None = None) -> list[Decoded]:
         """The assistant's next reply to each conversation (turns as in data/instructions.py, images as
-        32 codes), decoded into text and checked image spans."""
-        prompts = [conversation_ids(self.tokenizer, turns, generation_prompt=True)[0] for turns in conversations]
-        return [self.tokenizer.decode(r) for r in self.generate_ids(prompts, options or GenerationOptions(96))]
+        32 codes), decoded into text and checked image spans. With `options.rerank` > 1, a conversation
+        that is one text-to-image request is answered by `generate_codes` on its caption, self-reranked."""
+        o = options or GenerationOptions(96)
+        captions = [requested_caption(turns) if o.rerank > 1 else None for turns in conversations]
+        drawn = [i for i, c in enumerate(captions) if c is not None]  # drawn as `generate_codes` draws them
+        replies: list = [None] * len(conversations)
+        for i, codes in zip(drawn, self.generate_codes([captions[i] for i in drawn], o) if drawn else []):
+            replies[i] = Decoded(parts=[codes] if codes is not None else [])
+        rest = [i for i in range(len(conversations)) if replies[i] is None]
+        prompts = [conversation_ids(self.tokenizer, conversations[i], generation_prompt=True)[0] for i in rest]
+        for i, r in zip(rest, self.generate_ids(prompts, replace(o, rerank=1)) if rest else []):
+            replies[i] = self.tokenizer.decode(r)
+        return replies
 
     def conversation(self, messages: list[dict]) -> list:
         """Chat messages → turns. A message is {"role": "user"|"assistant", "content": str or parts};
