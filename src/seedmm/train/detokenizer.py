@@ -10,8 +10,9 @@
     v1     the same on the frozen text tower's 77 token features of the caption (as
            text-conditioned SD; SEED v1's Reverse Q-Former regresses onto them)      → OUT/v1/
 Both read latents and conditions computed once for a fixed set of scenes (the VAE encoder and the
-text / image towers are frozen); the UNet sees the first 16,384 of them. The condition is dropped
-(zeroed) 10% of the time so classifier-free guidance has an unconditional branch. Each step resumes
+text / image towers are frozen): v2's prior sees all 65,536, v1's prior and both UNets the first
+16,384. The condition is dropped (zeroed) 10% of the time so classifier-free guidance has an
+unconditional branch. Each step resumes
 from OUT/<step>_stage/last/ and writes a loss.png there; pipelines are saved in diffusers layout.
 """
 
@@ -54,15 +55,19 @@ class DetokenizerRecipe:
     vae: LoopConfig = field(default_factory=lambda: LoopConfig(steps=400, lr=2e-3, warmup=50, eval_every=100,
                                                                weight_decay=0.0))
     # The v2 prior is data-hungry (held-out read-back of the prior alone: 46% from 16,384 scenes at
-    # 5,000 steps, 64% from 65,536 at 10,000) and cheap (an MLP step at batch 256 takes 0.03 s).
-    prior_v2: LoopConfig = field(default_factory=lambda: prior_loop(10000))
-    # With the prior the UNet only sharpens a nearly right estimate. v1 gets a short prior and UNet:
-    # from codes it drew 2.2% of test scenes exactly with five times these steps and 1.4% with these
-    # (the Reverse Q-Former's text features are what miss), and its cross-attention step costs ~2.8x
-    # v2's. The 40-minute budget is for this command and tokenizer stage III (which fits the v2 head
-    # to this decoder) together; they take 42 min 45 s.
+    # 5,000 steps, 64% from 65,536 at 10,000) and cheap (an MLP step at batch 256 takes 0.03 s); its
+    # validation read-back stopped rising after 8,000 steps (68.8% at 8k, 68.0% at 10k).
+    prior_v2: LoopConfig = field(default_factory=lambda: prior_loop(8000))
+    # With the prior the UNet only sharpens a nearly right estimate: the v2 UNet read back as many
+    # validation scenes at 500 steps as at 1,000 (70.3%). v1 gets a short prior on the UNet's scenes
+    # and a short UNet: from codes it drew 2.2% of test scenes exactly with five times the steps, 1.4%
+    # with these steps and its prior on 65,536 scenes, 1.6% with this recipe (the Reverse Q-Former's
+    # text features are what miss); its cross-attention step costs ~2.8x v2's, and the 77 token
+    # features of all 65,536 scenes took ~2 minutes. The 40-minute budget is for this command and
+    # tokenizer stage III (which fits the v2 head to this decoder) together: 22 min 13 s on
+    # 2026-12-04, ~38 min at the speed of the slower machine the previous recipe was timed on.
     prior_v1: LoopConfig = field(default_factory=lambda: prior_loop(2000))
-    unet_v2: LoopConfig = field(default_factory=lambda: unet_loop(1000))
+    unet_v2: LoopConfig = field(default_factory=lambda: unet_loop(500))
     unet_v1: LoopConfig = field(default_factory=lambda: unet_loop(200))
     vae_widths: tuple[int, ...] = (16, 32, 64)
     latent_channels: int = 4
@@ -143,19 +148,17 @@ def set_latent_scale(vae: AutoencoderKL, recipe: DetokenizerRecipe) -> None:
 @torch.no_grad()
 def frozen_unet_data(vae: AutoencoderKL, clip: ShapesClip, recipe: DetokenizerRecipe,
                      styles=("v2", "v1")) -> dict[str, torch.Tensor]:
-    """For a fixed set of train scenes: latents, the image conditioning (v2), and the caption token
-    features (v1) — all 77 for the UNet's first `unet_scenes`, their mean (what the prior reads) for all."""
-    chunk, parts = 256, {"latents": [], "image": [], "text": [], "text_mean": []}
+    """For a fixed set of train scenes: latents and the image conditioning (v2) of all `prior_scenes`,
+    and the caption token features (v1) of the UNet's first `unet_scenes` (all 77 for the UNet, their
+    mean for the prior)."""
+    chunk, parts = 256, {"latents": [], "image": [], "text": []}
     for k in range(recipe.prior_scenes // chunk):
         images, texts, _ = world_batch(recipe.seed * 10 + 6, k, chunk, recipe.paraphrase_rate)
         parts["latents"].append(encode_latents(vae, images))
         if "v2" in styles:
             parts["image"].append(clip.conditioning(clip.pixel_values(images)))
-        if "v1" in styles:
-            tokens = clip.text_tokens(texts)
-            parts["text_mean"].append(SpatialConditioner.pooled(tokens))
-            if k * chunk < recipe.unet_scenes:
-                parts["text"].append(tokens)
+        if "v1" in styles and k * chunk < recipe.unet_scenes:
+            parts["text"].append(clip.text_tokens(texts))
     return {k: torch.cat(v) for k, v in parts.items() if v}
 
 
@@ -190,8 +193,9 @@ def train_unet(out: Path, style: str, recipe: DetokenizerRecipe, clip: ShapesCli
     with torch.no_grad():
         val_conds = clip.conditioning(clip.pixel_values([render(s) for s in val_scenes])) \
             if condition == "image" else clip.text_tokens(val_captions)
-    prior_conds = data["image"] if condition == "image" else data["text_mean"]
-    conditioner = train_prior(out, style, recipe, vae, prior_conds, data["latents"], val_conds, val_scenes, progress)
+    prior_conds = data["image"] if condition == "image" else SpatialConditioner.pooled(data["text"])
+    conditioner = train_prior(out, style, recipe, vae, prior_conds, data["latents"][:len(prior_conds)], val_conds,
+                              val_scenes, progress)
 
     torch.manual_seed(recipe.seed + (1 if style == "v2" else 2))
     n = recipe.unet_scenes
