@@ -152,6 +152,33 @@ def test_self_reranking_keeps_the_candidate_the_model_reads_as_its_prompt(tok, r
     assert random_llm.respond(edit, options)[0].parts == random_llm.respond(edit, plain)[0].parts
 
 
+
+def test_region_reranking_combines_the_candidates_regions(tok, random_llm):
+    """With a query-grid tokenizer, each region of the kept codes is some candidate's codes for that
+    region, and the model reads the combination as its prompt at least as well as the best whole one."""
+    from seedmm.models.tokenizer import SeedTokenizer
+
+    llm = SeedLlama(random_llm.model, tok, image_tokenizer=SeedTokenizer.from_preset("shapes-tiny"))
+    regions = llm.code_regions()
+    assert len(regions) == 32 and sorted(set(regions)) == list(range(9))
+    assert random_llm.code_regions() is None  # no image tokenizer: whole candidates only
+    prompts = ["a small red circle in the top left", "a large blue square on the left"]
+    options = GenerationOptions(rerank=6, seed=1)
+    combined = llm.generate_codes(prompts, options)
+    whole = llm.generate_codes(prompts, GenerationOptions(rerank=6, seed=1, rerank_regions=False))
+    assert whole == random_llm.generate_codes(prompts, options)
+    greedy = llm.generate_codes(prompts, GenerationOptions())
+    sampled = llm.generate_codes([p for p in prompts for _ in range(5)], GenerationOptions(do_sample=True, seed=1))
+    for i, codes in enumerate(combined):
+        candidates = [greedy[i], *sampled[5 * i:5 * i + 5]]
+        for region in range(9):
+            at = [p for p, r in enumerate(regions) if r == region]
+            assert any([codes[p] for p in at] == [c[p] for p in at] for c in candidates)
+    scores = llm.caption_log_likelihood(combined + whole, prompts * 2)
+    assert (scores[:2] >= scores[2:]).all()
+    assert combined != whole  # on this seed the regions do combine differently
+
+
 def test_pretokenize_resumes_without_loss_or_duplicates(tmp_path):
     from seedmm.checkpoints import shipped
     from seedmm.data.codes import pretokenize, read_code_records

@@ -403,7 +403,7 @@ def cmd_generate(args) -> None:
         raise UsageError("with several prompts -o names a directory")
     llm = _load_llm(args)
     options = _generation_options(args, constrain_images=not args.unconstrained, image_guidance_scale=args.guidance,
-                                  rerank=args.rerank)
+                                  rerank=args.rerank, rerank_regions=args.rerank_regions)
     codes = llm.generate_codes(args.prompts, options)
     good = [(i, c) for i, c in enumerate(codes) if c is not None]
     images = llm.draw([c for _, c in good], steps=args.steps, seed=args.seed) if good else []
@@ -462,7 +462,8 @@ def cmd_edit(args) -> None:
 def cmd_chat(args) -> None:
     from .serve.chat import chat_session
 
-    chat_session(_load_llm(args, "llm-sft"), args, _generation_options(args, max_new_tokens=96, rerank=args.rerank))
+    chat_session(_load_llm(args, "llm-sft"), args, _generation_options(args, max_new_tokens=96, rerank=args.rerank,
+                                                                          rerank_regions=args.rerank_regions))
 
 
 def cmd_batch(args) -> None:
@@ -498,7 +499,7 @@ def cmd_eval_sft(args) -> None:
 
     llm = _load_llm(args, "llm-sft")
     result = evaluate_sft(llm, _load_clip(args.clip, None), n=args.n, steps=args.steps, seed=args.seed,
-                          rerank=args.rerank)
+                          rerank=args.rerank, rerank_regions=args.rerank_regions)
     print(json.dumps(result, indent=2) if args.json else format_report(result, args.n))
 
 
@@ -507,7 +508,7 @@ def cmd_eval_llm(args) -> None:
 
     llm = _load_llm(args)
     result = evaluate_llm(llm, _load_clip(args.clip, None), n=args.n, guidance=args.guidance, rerank=args.rerank,
-                          steps=args.steps, sheet_path=args.sheet)
+                          steps=args.steps, sheet_path=args.sheet, rerank_regions=args.rerank_regions)
     print(json.dumps(result, indent=2) if args.json else format_report(result, args.n))
 
 
@@ -536,6 +537,9 @@ def _rerank_arg(parser) -> None:
     parser.add_argument("--rerank", type=_at_least_one, default=TEXT_TO_IMAGE_RERANK,
                         help="text-to-image: candidates per prompt, the one the model's own caption likelihood "
                              f"ranks first is kept (1 = off; default {TEXT_TO_IMAGE_RERANK})")
+    parser.add_argument("--no-region-rerank", dest="rerank_regions", action="store_false",
+                        help="keep the best whole candidate; by default its regions are then reranked one by one "
+                             "among the candidates' codes for them (query-grid tokenizers)")
 
 
 def build_parser() -> argparse.ArgumentParser:

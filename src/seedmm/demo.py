@@ -146,8 +146,8 @@ def llm_section(seed: int) -> tuple[str, str]:
     for (scene, _), image, text in zip(pairs[:8], images, llm.caption(images)):
         parts.append(_figure([image], f"{e(text)} {'✓' if caption_exact(scene, text) else '✗'}"))
     parts.append(f"<h3>Text-to-image: caption → 32 codes (constrained, guidance {TEXT_TO_IMAGE_GUIDANCE:g}, best of "
-                 f"{TEXT_TO_IMAGE_RERANK} by the model's own caption likelihood) → de-tokenizer; the render of "
-                 "the caption beside the drawing, and what the judge reads in the drawing</h3>")
+                 f"{TEXT_TO_IMAGE_RERANK}, region by region, by the model's own caption likelihood) → de-tokenizer; "
+                 "the render of the caption beside the drawing, and what the judge reads in the drawing</h3>")
     prompts = [c for _, c in pairs[8:]]
     drawn = llm.generate_images(prompts, GenerationOptions(image_guidance_scale=TEXT_TO_IMAGE_GUIDANCE,
                                                            rerank=TEXT_TO_IMAGE_RERANK), seed=seed)

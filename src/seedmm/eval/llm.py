@@ -3,7 +3,8 @@
 captioning      image → codes → caption; CIDEr (pycocoevalcap, one canonical reference) and the
                 judge's exact-scene rate of the caption (parsed back into a scene)
 text-to-image   canonical caption → 32 codes (constrained, guided, self-reranked: the best of `rerank`
-                candidates by the LLM's own caption likelihood) → de-tokenizer → judge:
+                candidates by the LLM's own caption likelihood, then region by region unless
+                `rerank_regions` is off) → de-tokenizer → judge:
                 exact-scene rate, per-attribute accuracies, GenEval-style categories, CLIP-style
                 similarity to the ground-truth render; and `code_retrieval` — whether the tokenizer
                 reads the generated codes as the prompt's caption (R@1 among the n prompts): a
@@ -57,7 +58,7 @@ def code_retrieval(tokenizer, clip: ShapesClip, codes: list[list[int]], captions
 @torch.no_grad()
 def evaluate_llm(llm: SeedLlama, clip: ShapesClip, n: int = 500, guidance: float = TEXT_TO_IMAGE_GUIDANCE,
                  rerank: int = TEXT_TO_IMAGE_RERANK, steps: int = 25, batch: int = 50, seed: int = 0,
-                 sheet_path=None) -> dict:
+                 sheet_path=None, rerank_regions: bool = True) -> dict:
     pairs = held_out_pairs(n, seed=seed)
     scenes, captions = [s for s, _ in pairs], [c for _, c in pairs]
     tokenizer = llm.component("image_tokenizer")
@@ -67,7 +68,7 @@ def evaluate_llm(llm: SeedLlama, clip: ShapesClip, n: int = 500, guidance: float
     for start in range(0, n, batch):
         chunk = slice(start, start + batch)
         predicted += llm.caption(renders[chunk])
-        codes_on += llm.generate_codes(captions[chunk], replace(guided, rerank=rerank))
+        codes_on += llm.generate_codes(captions[chunk], replace(guided, rerank=rerank, rerank_regions=rerank_regions))
         codes_off += llm.generate_codes(captions[chunk], replace(guided, constrain_images=False))
         # The paper's setting (no guidance): guidance also sharpens the choice between a code, `</img>`
         # and text inside a span, so without constraints it breaks spans the plain model closes right.
@@ -95,7 +96,7 @@ def evaluate_llm(llm: SeedLlama, clip: ShapesClip, n: int = 500, guidance: float
     return {
         "captioning": {"cider": cider(captions, predicted),
                        "exact_scene": sum(map(caption_exact, scenes, predicted)) / n},
-        "text_to_image": {"rerank": rerank, **tally.summary(),
+        "text_to_image": {"rerank": rerank, "rerank_regions": rerank_regions, **tally.summary(),
                           "clip_similarity": float(torch.cat(sims).mean() * 100) if sims else 0.0,
                           "code_retrieval": code_retrieval(tokenizer, clip, valid, [captions[i] for i in kept]),
                           "geneval": {name: categories[name, "ok"] / categories[name, "n"]
@@ -111,7 +112,7 @@ def format_report(result: dict, n: int) -> str:
     cap, t2i, valid = result["captioning"], result["text_to_image"], result["valid_images"]
     lines = [f"SEED-LLaMA on {n} held-out scenes",
              f"captioning      CIDEr {cap['cider']:.3f}   exact scene {100 * cap['exact_scene']:.1f}%",
-             f"text-to-image   (best of {t2i['rerank']})   exact scene {100 * t2i['exact_scene']:.1f}%   "
+             f"text-to-image   (best of {t2i['rerank']}{', by region' if t2i['rerank_regions'] else ''})   exact scene {100 * t2i['exact_scene']:.1f}%   "
              f"count {100 * t2i['count']:.1f}%   "
              f"position {100 * t2i['position']:.1f}%   shape {100 * t2i['shape']:.1f}%   "
              f"colour {100 * t2i['colour']:.1f}%   size {100 * t2i['size']:.1f}%",

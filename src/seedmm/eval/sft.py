@@ -4,8 +4,9 @@ the paper's Table 3 and Figures 6–7.
 vqa          accuracy per question kind and overall (answers compared after `parse_answer`)
 caption      the judge's exact-scene rate of the caption (parsed back into a scene)
 t2i          text → image: the judge reads the drawing back as exactly the caption's scene (the
-             best of `rerank` candidates by the model's own caption likelihood, as for every drawing
-             asked for by one text-to-image request: the first turn of `in_context` too)
+             best of `rerank` candidates by the model's own caption likelihood, then region by region
+             unless `rerank_regions` is off, as for every drawing asked for by one text-to-image
+             request: the first turn of `in_context` too)
 edit         edit success: the drawing of the edited image is exactly the target scene (per kind too)
 difference   two images → the difference sentence, equal to the true one
 video_qa     four frames → the direction the object moves
@@ -66,8 +67,9 @@ def batched(fn, items: list, batch: int) -> list:
 class _Judge:
     """Generates in batches, draws valid codes, and judges drawings against scenes."""
 
-    def __init__(self, llm: SeedLlama, clip, steps: int, batch: int, seed: int, rerank: int):
-        self.llm, self.clip, self.steps, self.batch, self.seed, self.rerank = llm, clip, steps, batch, seed, rerank
+    def __init__(self, llm: SeedLlama, clip, steps: int, batch: int, seed: int, rerank: int, rerank_regions: bool):
+        self.llm, self.clip, self.steps, self.batch, self.seed = llm, clip, steps, batch, seed
+        self.drawing_options = replace(image_reply_options(None), rerank=rerank, rerank_regions=rerank_regions)
 
     def texts(self, conversations: list, max_new_tokens: int) -> list[str]:
         options = GenerationOptions(max_new_tokens)
@@ -75,8 +77,7 @@ class _Judge:
 
     def codes(self, conversations: list) -> list:
         # Self-reranking applies to the conversations that are one text-to-image request (SeedLlama.respond).
-        options = replace(image_reply_options(None), rerank=self.rerank)
-        return first_images(batched(lambda c: self.llm.respond(c, options), conversations, self.batch))
+        return first_images(batched(lambda c: self.llm.respond(c, self.drawing_options), conversations, self.batch))
 
     def drawn_exact(self, codes: list, scenes: list[Scene]) -> list[bool]:
         drawings = batched(lambda c: self.llm.draw_optional(c, steps=self.steps, seed=self.seed), codes, self.batch)
@@ -98,8 +99,8 @@ def _scenes(meta: dict) -> list[Scene]:
 
 @torch.no_grad()
 def evaluate_sft(llm: SeedLlama, clip, n: int = 200, steps: int = 25, batch: int = 50, seed: int = 0,
-                 rerank: int = TEXT_TO_IMAGE_RERANK) -> dict:
-    judge = _Judge(llm, clip, steps, batch, seed, rerank)
+                 rerank: int = TEXT_TO_IMAGE_RERANK, rerank_regions: bool = True) -> dict:
+    judge = _Judge(llm, clip, steps, batch, seed, rerank, rerank_regions)
     rng = random.Random(seed)
     result: dict = {}
 
@@ -119,7 +120,7 @@ def evaluate_sft(llm: SeedLlama, clip, n: int = 200, steps: int = 25, batch: int
     result["caption"] = {"exact_scene": sum(caption_exact(_scenes(m)[0], t) for m, t in zip(captions, said)) / n}
     result["t2i"], _ = judge.drawing_task([[("user", t2i_request(m["caption"]))] for m in captions],
                                           [_scenes(m)[0] for m in captions])
-    result["t2i"]["rerank"] = rerank
+    result["t2i"].update(rerank=rerank, rerank_regions=rerank_regions)
 
     edits = coded_records(llm, "edit", n, seed)
     result["edit"], exact = judge.drawing_task([[("user", edit_request(m["codes"][0], m["instruction"]))]
@@ -167,7 +168,9 @@ def format_report(result: dict, n: int) -> str:
     lines = [f"SEED-LLaMA-I on held-out records ({n} per task)",
              f"VQA overall {pct(vqa['overall'])}: " + ", ".join(f"{k} {pct(v)}" for k, v in vqa.items() if k != "overall"),
              f"captioning exact scene {pct(result['caption']['exact_scene'])}"]
-    for name, row in ((f"text-to-image (best of {result['t2i']['rerank']}): ", result["t2i"]), ("edit", result["edit"])):
+    t2i = result["t2i"]
+    best_of = f"text-to-image (best of {t2i['rerank']}{', by region' if t2i['rerank_regions'] else ''}): "
+    for name, row in ((best_of, t2i), ("edit", result["edit"])):
         lines.append(f"{name:<14}exact scene {pct(row['exact_scene'])}, code retrieval {pct(row['code_retrieval'])}"
                      + "".join(f", {k[5:]} {pct(v)}" for k, v in row.items() if k.startswith("kind_")))
     lines += [f"difference    accuracy {pct(result['difference']['accuracy'])}",

@@ -33,7 +33,7 @@ from transformers.models.vit.modeling_vit import ViTLayer
 from .clip import BOS_ID, EOS_ID
 from .images import load_images, to_pixel_values
 from .persistence import load_weights, read_config, save_model_dir
-from .qformer import CausalQFormer, QFormerConfig
+from .qformer import CausalQFormer, QFormerConfig, query_regions
 from .vision import VisionConfig, VisionEncoder
 
 @dataclass
@@ -193,6 +193,13 @@ class SeedTokenizer(nn.Module):
 
     def reverse_from_decoded(self, decoded: torch.Tensor) -> torch.Tensor:
         return self.reverse_proj(self.reverse_qformer(decoded))
+
+    def code_regions(self) -> list[int] | None:
+        """The image region (row-major cell of the query grid) each code position describes, or None
+        without a query grid, where every code depends on the whole picture. With a grid, the codes of
+        one region are a function of that region's pixels alone."""
+        grid = self.config.qformer.query_grid
+        return query_regions(self.config.qformer.num_queries, grid).tolist() if grid else None
 
     def contrastive_image_feature(self, causal: torch.Tensor) -> torch.Tensor:
         """The LAST causal query (the only one that has seen all others), projected and normalised; with a
