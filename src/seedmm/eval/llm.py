@@ -112,7 +112,8 @@ def format_report(result: dict, n: int) -> str:
     cap, t2i, valid = result["captioning"], result["text_to_image"], result["valid_images"]
     lines = [f"SEED-LLaMA on {n} held-out scenes",
              f"captioning      CIDEr {cap['cider']:.3f}   exact scene {100 * cap['exact_scene']:.1f}%",
-             f"text-to-image   (best of {t2i['rerank']}{', by region' if t2i['rerank_regions'] else ''})   exact scene {100 * t2i['exact_scene']:.1f}%   "
+             f"text-to-image   (best of {t2i['rerank']}{', by region' if t2i['rerank_regions'] else ''})   "
+             f"exact scene {100 * t2i['exact_scene']:.1f}%   "
              f"count {100 * t2i['count']:.1f}%   "
              f"position {100 * t2i['position']:.1f}%   shape {100 * t2i['shape']:.1f}%   "
              f"colour {100 * t2i['colour']:.1f}%   size {100 * t2i['size']:.1f}%",
