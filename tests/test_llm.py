@@ -152,7 +152,6 @@ def test_self_reranking_keeps_the_candidate_the_model_reads_as_its_prompt(tok, r
     assert random_llm.respond(edit, options)[0].parts == random_llm.respond(edit, plain)[0].parts
 
 
-
 def test_region_reranking_combines_the_candidates_regions(tok, random_llm):
     """With a query-grid tokenizer, each region of the kept codes is some candidate's codes for that
     region, and the model reads the combination as its prompt at least as well as the best whole one."""
