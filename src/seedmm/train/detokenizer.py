@@ -55,20 +55,17 @@ class DetokenizerRecipe:
     vae: LoopConfig = field(default_factory=lambda: LoopConfig(steps=400, lr=2e-3, warmup=50, eval_every=100,
                                                                weight_decay=0.0))
     # The v2 prior is data-hungry (held-out read-back of the prior alone: 46% from 16,384 scenes at
-    # 5,000 steps, 64% from 65,536 at 10,000) and cheap (an MLP step at batch 256 takes 0.03 s). Cut to
-    # 8,000 for the budget, as one run's validation read-back had stopped rising there (68.8% at 8k,
-    # 68.0% at 10k); but the shipped 8,000-step prior reads 66.4%, and 10,000 steps on its latents read
-    # 73.4% and lift the oracle from 56.8 to 62.6% (README, de-tokenizer budget): the next retrain
-    # should take them back.
-    prior_v2: LoopConfig = field(default_factory=lambda: prior_loop(8000))
+    # 5,000 steps, 64% from 65,536 at 10,000) and cheap (an MLP step at batch 256 takes 0.03 s). An
+    # 8,000-step cut saved 35 s and cost the oracle 6 points (62.8 -> 56.8%; README, de-tokenizer budget).
+    prior_v2: LoopConfig = field(default_factory=lambda: prior_loop(10000))
     # With the prior the UNet only sharpens a nearly right estimate: the v2 UNet read back as many
     # validation scenes at 500 steps as at 1,000 (70.3%). v1 gets a short prior on the UNet's scenes
     # and a short UNet: from codes it drew 2.2% of test scenes exactly with five times the steps, 1.4%
     # with these steps and its prior on 65,536 scenes, 1.6% with this recipe (the Reverse Q-Former's
     # text features are what miss); its cross-attention step costs ~2.8x v2's, and the 77 token
     # features of all 65,536 scenes took ~2 minutes. The 40-minute budget is for this command and
-    # tokenizer stage III (which fits the v2 head to this decoder) together: 22 min 13 s on
-    # 2026-12-04, ~38 min at the speed of the slower machine the previous recipe was timed on.
+    # tokenizer stage III (which fits the v2 head to this decoder) together: 22 min 14 s on
+    # 2026-12-04, ~39 min at the speed of the slower machine the previous recipe was timed on.
     prior_v1: LoopConfig = field(default_factory=lambda: prior_loop(2000))
     unet_v2: LoopConfig = field(default_factory=lambda: unet_loop(500))
     unet_v1: LoopConfig = field(default_factory=lambda: unet_loop(200))

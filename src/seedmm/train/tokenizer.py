@@ -77,7 +77,7 @@ class TokenizerRecipe:
     # and the de-tokenizer reads the miss as other shapes: its prior drew 20.4% of 500 test scenes
     # exactly from the head's embedding, 62% from the true one. Through the frozen prior, 1,000 steps
     # on 65,536 scenes drew 63.2% (CLIP term alone, same steps: 27%). The codes do not change.
-    # 3,000 steps on 49,152 scenes: 77.6% of test scenes drawn exactly from codes, in 10 min on
+    # 3,000 steps on 49,152 scenes: 78.8% of test scenes drawn exactly from codes, in 10 min on
     # 2026-12-04 (17 min 49 s on a slower machine; 4,000 on 65,536, over an older de-tokenizer: 81.2%
     # in 18 min 25 s). Stage III shares the de-tokenizer's 40-minute budget.
     stage3: LoopConfig = field(default_factory=lambda: LoopConfig(steps=3000, lr=3e-4, warmup=100, eval_every=1000,
