@@ -130,6 +130,10 @@ def test_self_reranking_keeps_the_candidate_the_model_reads_as_its_prompt(tok, r
         candidates = [greedy[i], *sampled[5 * i:5 * i + 5]]
         scores = random_llm.caption_log_likelihood(candidates, [prompt] * 6)
         assert chosen == candidates[int(scores.argmax())]
+    # the sampled candidates come from the nucleus `candidate_top_p`: a vanishing one samples the argmax,
+    # so the greedy codes are all there is to keep (on this seed the whole distribution gives others)
+    assert random_llm.generate_codes(prompts, GenerationOptions(rerank=6, seed=3)) != greedy
+    assert random_llm.generate_codes(prompts, GenerationOptions(rerank=6, seed=3, candidate_top_p=1e-9)) == greedy
     # the score is the caption's log-likelihood after the image, in the pretraining layout
     ids = torch.tensor([tok.encode([greedy[0], prompts[0]], eos=True)])
     logp = torch.log_softmax(random_llm.model(ids).logits[0, :-1], -1)

@@ -6,7 +6,7 @@ import random
 import pytest
 from transformers import AutoModelForCausalLM
 
-from seedmm.checkpoints import TEXT_TO_IMAGE_GUIDANCE, TEXT_TO_IMAGE_RERANK, shipped
+from seedmm.checkpoints import TEXT_TO_IMAGE_CANDIDATE_TOP_P, TEXT_TO_IMAGE_GUIDANCE, TEXT_TO_IMAGE_RERANK, shipped
 from seedmm.cli import main
 from seedmm.eval.llm import evaluate_llm
 from seedmm.models.clip import ShapesClip
@@ -50,18 +50,16 @@ def test_the_plain_model_writes_valid_images_unconstrained(result):
     assert valid["unconstrained_no_guidance"] >= 0.95, valid
 
 
-def test_captioning_and_text_to_image_keep_what_was_reached(result):
-    # The issue's bars are caption exact-scene 85% and text-to-image exact-scene 60%; on 500 held-out
-    # scenes the shipped weights measure 87.2% (met, since the tokenizer's region-local codes) and 52.0%
-    # at guidance 1.5, best of 16 self-reranked region by region (47.6% keeping the best whole candidate,
-    # 31.4% greedy; README). This guards the caption figure (on 200 other scenes) and what
-    # text-to-image reached: drawings exactly the prompt's scene, generated codes read back as their
-    # prompt 92% (README, issue note).
-    assert result["captioning"]["exact_scene"] >= 0.8, result["captioning"]
+def test_captioning_and_text_to_image_meet_their_bars(result):
+    # The issue's bars: caption exact-scene 85% and text-to-image exact-scene 60%. On the README's 500
+    # held-out scenes the shipped weights measure 87.2% and 63.6% with the defaults (guidance 1.5, the
+    # best of 32 candidates at top-p 0.9 self-reranked region by region, the best of 4 drawings; 33.2%
+    # greedy); on these 200 other scenes 94.0% and 68.5%, code retrieval 97.5%.
+    assert result["captioning"]["exact_scene"] >= 0.85, result["captioning"]
     assert result["captioning"]["cider"] >= 8.0, result["captioning"]
     t2i = result["text_to_image"]
-    assert t2i["rerank"] == TEXT_TO_IMAGE_RERANK and t2i["exact_scene"] >= 0.4, t2i
-    assert t2i["code_retrieval"] >= 0.75, t2i
+    assert t2i["rerank"] == TEXT_TO_IMAGE_RERANK and t2i["exact_scene"] >= 0.6, t2i
+    assert t2i["code_retrieval"] >= 0.9, t2i
 
 
 def test_caption_and_generate_cli(tmp_path, capsys, llm):
@@ -77,7 +75,8 @@ def test_caption_and_generate_cli(tmp_path, capsys, llm):
     record = json.loads(out)
     assert len(record["codes"]) == 32 and (tmp_path / "drawn.png").is_file()
     assert record["codes"] == llm.generate_codes(["a large red circle in the center"], GenerationOptions(
-        image_guidance_scale=TEXT_TO_IMAGE_GUIDANCE, rerank=TEXT_TO_IMAGE_RERANK, seed=0))[0]
+        image_guidance_scale=TEXT_TO_IMAGE_GUIDANCE, rerank=TEXT_TO_IMAGE_RERANK,
+        candidate_top_p=TEXT_TO_IMAGE_CANDIDATE_TOP_P, seed=0))[0]
     code, out, err = _cli(capsys, "eval", "llm", "--n", 4, "--json")
     assert code == 0, err
     assert set(json.loads(out)) >= {"captioning", "text_to_image", "valid_images"}

@@ -34,14 +34,15 @@ def test_adapter_is_small_and_loads_over_the_shipped_llm(llm):
 def test_headline_figures_keep_what_was_reached(result):
     # The issue's bars: VQA >= 90% overall, edit success >= 60%, 3-turn in-context score >= 50%.
     # None is met: on 200 held-out records per task the shipped adapter measures VQA 71.7%, edit
-    # success 20.5%, 3-turn 27.5% (README, issue note). This guards what was reached (on 200 records
-    # per task: caption exact 87.5%, text-to-image exact 62.0% as the best of 16 self-reranked region
-    # by region (48.5% greedy), code retrieval: text-to-image 95.0%, edits 45.5%).
+    # success 22.5%, 3-turn 32.0% (README, issue note). This guards what was reached (on 200 records
+    # per task: caption exact 87.5%, text-to-image exact 74.0% with the defaults (50.5% greedy), code
+    # retrieval: text-to-image 97.5%, edits 45.5%; on these 60: VQA 76.7%, text-to-image 68.3%, edits
+    # 25.0%, 3-turn 37.8%).
     assert result["vqa"]["overall"] >= 0.65, result["vqa"]
     assert result["caption"]["exact_scene"] >= 0.75, result["caption"]
-    assert result["t2i"]["exact_scene"] >= 0.45, result["t2i"]
-    assert result["in_context"]["score"] >= 0.2, result["in_context"]
-    assert result["edit"]["exact_scene"] >= 0.1, result["edit"]
+    assert result["t2i"]["exact_scene"] >= 0.6, result["t2i"]
+    assert result["in_context"]["score"] >= 0.3, result["in_context"]
+    assert result["edit"]["exact_scene"] >= 0.15, result["edit"]
     assert result["t2i"]["code_retrieval"] >= 0.85, result["t2i"]
     assert result["edit"]["code_retrieval"] >= 0.4, result["edit"]
     assert result["t2i"]["valid"] == 1.0 and result["edit"]["valid"] == 1.0

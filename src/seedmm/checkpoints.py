@@ -13,8 +13,13 @@ REPO_CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints" / "shapes
 # 8.0 / 0.0% (`seedmm eval llm --guidance G`). Strong guidance pushes the codes off the scene.
 TEXT_TO_IMAGE_GUIDANCE = 1.5
 # Text-to-image candidates per prompt, self-reranked by the model's caption likelihood
-# (`GenerationOptions.rerank`; README, SEED-LLaMA: evaluation).
-TEXT_TO_IMAGE_RERANK = 16
+# (`GenerationOptions.rerank`), and the nucleus the sampled ones come from
+# (`GenerationOptions.candidate_top_p`); README, SEED-LLaMA: evaluation.
+TEXT_TO_IMAGE_RERANK = 32
+TEXT_TO_IMAGE_CANDIDATE_TOP_P = 0.9
+# Drawings per picture SEED-LLaMA draws (`SeedLlama.draw`): the one the tokenizer reads back as the
+# most of its codes is kept (`SeedTokenizer.decode`; README, de-tokenizer).
+DRAWINGS_PER_IMAGE = 4
 
 
 def shipped(part: str) -> Path:

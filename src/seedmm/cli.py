@@ -13,7 +13,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from .checkpoints import TEXT_TO_IMAGE_GUIDANCE, TEXT_TO_IMAGE_RERANK
+from .checkpoints import (
+    DRAWINGS_PER_IMAGE, TEXT_TO_IMAGE_CANDIDATE_TOP_P, TEXT_TO_IMAGE_GUIDANCE, TEXT_TO_IMAGE_RERANK,
+)
 
 
 class UsageError(Exception):
@@ -42,8 +44,8 @@ def _at_least_one(text: str) -> int:
     return value
 
 
-def _strength(text: str) -> float:
-    """argparse type for --strength: a noise level in [0, 1]."""
+def _fraction(text: str) -> float:
+    """argparse type for a number in [0, 1] (--strength, --candidate-top-p)."""
     try:
         value = float(text)
     except ValueError:
@@ -54,9 +56,15 @@ def _strength(text: str) -> float:
 
 
 def _strength_arg(parser) -> None:
-    parser.add_argument("--strength", type=_strength, default=None,
+    parser.add_argument("--strength", type=_fraction, default=None,
                         help="start from the latent prior's estimate noised to this level (1 = pure noise, "
                              "0 = the estimate as is; default: the pipeline's)")
+
+
+def _drawings_arg(parser, default: int) -> None:
+    parser.add_argument("--drawings", type=_at_least_one, default=default,
+                        help="draw each picture this many times and keep the drawing the tokenizer reads back as "
+                             f"the most of its codes (default {default})")
 
 
 def _given_or_shipped(path: str | None, part: str) -> Path:
@@ -254,13 +262,14 @@ def _sampling_args(parser) -> None:
     parser.add_argument("--steps", type=_at_least_one, default=25, help="sampling steps (default 25)")
     parser.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = off)")
     _strength_arg(parser)
+    _drawings_arg(parser, default=1)
     parser.add_argument("--seed", type=int, default=0)
 
 
 def _decode_to_files(tokenizer, args, codes: list[list[int]], paths: list[Path]) -> None:
     pipe = _load_detokenizer(args.detokenizer, args.style)
     images = tokenizer.decode(codes, pipe, num_inference_steps=args.steps, guidance_scale=args.guidance,
-                              strength=args.strength, seed=args.seed)
+                              strength=args.strength, seed=args.seed, drawings=args.drawings)
     for image, path in zip(images, paths):
         path.parent.mkdir(parents=True, exist_ok=True)
         image.save(path)
@@ -345,7 +354,7 @@ def cmd_eval_detokenizer(args) -> None:
     pipes = {"v2": _load_detokenizer(args.v2, "v2"), "v1": _load_detokenizer(args.v1, "v1")}
     result = evaluate_detokenizer(tokenizer, _load_clip(args.clip, args.tokenizer), pipes, n=args.n,
                                   steps=args.steps, guidance=args.guidance, strength=args.strength,
-                                  sheet_path=args.sheet)
+                                  sheet_path=args.sheet, drawings=args.drawings)
     print(json.dumps(result, indent=2) if args.json else format_table(result, args.n))
     if args.sheet and not args.json:
         print(f"originals beside reconstructions (oracle, v2, v1): {args.sheet}")
@@ -403,7 +412,7 @@ def cmd_generate(args) -> None:
         raise UsageError("with several prompts -o names a directory")
     llm = _load_llm(args)
     options = _generation_options(args, constrain_images=not args.unconstrained, image_guidance_scale=args.guidance,
-                                  rerank=args.rerank, rerank_regions=args.rerank_regions)
+                                  **_rerank_options(args))
     codes = llm.generate_codes(args.prompts, options)
     good = [(i, c) for i, c in enumerate(codes) if c is not None]
     images = llm.draw([c for _, c in good], steps=args.steps, seed=args.seed) if good else []
@@ -462,8 +471,8 @@ def cmd_edit(args) -> None:
 def cmd_chat(args) -> None:
     from .serve.chat import chat_session
 
-    chat_session(_load_llm(args, "llm-sft"), args, _generation_options(args, max_new_tokens=96, rerank=args.rerank,
-                                                                          rerank_regions=args.rerank_regions))
+    chat_session(_load_llm(args, "llm-sft"), args, _generation_options(args, max_new_tokens=96,
+                                                                          **_rerank_options(args)))
 
 
 def cmd_batch(args) -> None:
@@ -499,7 +508,7 @@ def cmd_eval_sft(args) -> None:
 
     llm = _load_llm(args, "llm-sft")
     result = evaluate_sft(llm, _load_clip(args.clip, None), n=args.n, steps=args.steps, seed=args.seed,
-                          rerank=args.rerank, rerank_regions=args.rerank_regions)
+                          drawings=args.drawings, **_rerank_options(args))
     print(json.dumps(result, indent=2) if args.json else format_report(result, args.n))
 
 
@@ -507,8 +516,8 @@ def cmd_eval_llm(args) -> None:
     from .eval.llm import evaluate_llm, format_report
 
     llm = _load_llm(args)
-    result = evaluate_llm(llm, _load_clip(args.clip, None), n=args.n, guidance=args.guidance, rerank=args.rerank,
-                          steps=args.steps, sheet_path=args.sheet, rerank_regions=args.rerank_regions)
+    result = evaluate_llm(llm, _load_clip(args.clip, None), n=args.n, guidance=args.guidance, steps=args.steps,
+                          sheet_path=args.sheet, drawings=args.drawings, **_rerank_options(args))
     print(json.dumps(result, indent=2) if args.json else format_report(result, args.n))
 
 
@@ -540,6 +549,13 @@ def _rerank_arg(parser) -> None:
     parser.add_argument("--no-region-rerank", dest="rerank_regions", action="store_false",
                         help="keep the best whole candidate; by default its regions are then reranked one by one "
                              "among the candidates' codes for them (query-grid tokenizers)")
+    parser.add_argument("--candidate-top-p", type=_fraction, default=TEXT_TO_IMAGE_CANDIDATE_TOP_P,
+                        help="nucleus the sampled candidates are drawn from (1 = the whole distribution; "
+                             f"default {TEXT_TO_IMAGE_CANDIDATE_TOP_P:g})")
+
+
+def _rerank_options(args) -> dict:
+    return {"rerank": args.rerank, "rerank_regions": args.rerank_regions, "candidate_top_p": args.candidate_top_p}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -703,6 +719,7 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--v1", help="v1 de-tokenizer pipeline directory (default: shipped)")
     _drawing_eval_args(ed, guidance=1.0, sheet="originals beside reconstructions")
     _strength_arg(ed)
+    _drawings_arg(ed, default=1)
     ed.set_defaults(func=cmd_eval_detokenizer)
 
     el = esub.add_parser("llm", help="SEED-LLaMA: captioning, text-to-image, valid-image rates")
@@ -710,6 +727,7 @@ def build_parser() -> argparse.ArgumentParser:
     el.add_argument("--clip", help="frozen towers for CLIP-sim and code retrieval (default: shipped)")
     _drawing_eval_args(el, guidance=TEXT_TO_IMAGE_GUIDANCE, sheet="the prompts' renders beside the generated images")
     _rerank_arg(el)
+    _drawings_arg(el, default=DRAWINGS_PER_IMAGE)
     el.set_defaults(func=cmd_eval_llm)
 
     es = esub.add_parser("sft", help="SEED-LLaMA-I: VQA, captioning, text-to-image, edits, differences, video QA, "
@@ -720,6 +738,7 @@ def build_parser() -> argparse.ArgumentParser:
     es.add_argument("--steps", type=_at_least_one, default=25, help="de-tokenizer sampling steps (default 25)")
     es.add_argument("--seed", type=int, default=0)
     _rerank_arg(es)
+    _drawings_arg(es, default=DRAWINGS_PER_IMAGE)
     es.add_argument("--json", action="store_true")
     es.set_defaults(func=cmd_eval_sft)
 

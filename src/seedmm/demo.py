@@ -11,7 +11,7 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
-from .checkpoints import TEXT_TO_IMAGE_GUIDANCE, TEXT_TO_IMAGE_RERANK
+from .checkpoints import TEXT_TO_IMAGE_CANDIDATE_TOP_P, TEXT_TO_IMAGE_GUIDANCE, TEXT_TO_IMAGE_RERANK
 from .report import img_tag, write_html
 from .world import render, tasks as T
 from .world.judge import exact_match, read_scene
@@ -146,11 +146,13 @@ def llm_section(seed: int) -> tuple[str, str]:
     for (scene, _), image, text in zip(pairs[:8], images, llm.caption(images)):
         parts.append(_figure([image], f"{e(text)} {'✓' if caption_exact(scene, text) else '✗'}"))
     parts.append(f"<h3>Text-to-image: caption → 32 codes (constrained, guidance {TEXT_TO_IMAGE_GUIDANCE:g}, best of "
-                 f"{TEXT_TO_IMAGE_RERANK}, region by region, by the model's own caption likelihood) → de-tokenizer; "
+                 f"{TEXT_TO_IMAGE_RERANK} sampled at top-p {TEXT_TO_IMAGE_CANDIDATE_TOP_P:g}, region by region, by the model's "
+                 "own caption likelihood) → de-tokenizer; "
                  "the render of the caption beside the drawing, and what the judge reads in the drawing</h3>")
     prompts = [c for _, c in pairs[8:]]
     drawn = llm.generate_images(prompts, GenerationOptions(image_guidance_scale=TEXT_TO_IMAGE_GUIDANCE,
-                                                           rerank=TEXT_TO_IMAGE_RERANK), seed=seed)
+                                                           rerank=TEXT_TO_IMAGE_RERANK,
+                                                           candidate_top_p=TEXT_TO_IMAGE_CANDIDATE_TOP_P), seed=seed)
     for (scene, prompt), image in zip(pairs[8:], drawn):
         read = read_scene(image)
         parts.append(_figure([render(scene), image], f"<b>{e(prompt)}</b><br>judge: {e(caption(read)) or '(nothing)'} "

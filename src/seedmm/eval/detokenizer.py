@@ -24,8 +24,10 @@ ROWS = {"oracle": "v2", "seed_v2": "v2", "seed_v1": "v1"}  # row → the de-toke
 @torch.no_grad()
 def evaluate_detokenizer(tokenizer: SeedTokenizer, clip: ShapesClip, pipes: dict, n: int = 500, steps: int = 25,
                          guidance: float = 1.0, strength: float | None = None, batch: int = 50, seed: int = 0,
-                         sheet_path=None) -> dict:
-    """`pipes` maps "v2" / "v1" to SeedDetokenizerPipelines (rows whose style is missing are skipped)."""
+                         sheet_path=None, drawings: int = 1) -> dict:
+    """`pipes` maps "v2" / "v1" to SeedDetokenizerPipelines (rows whose style is missing are skipped).
+    `drawings` > 1: the SEED rows keep the best of that many drawings by the tokenizer's reading
+    (`SeedTokenizer.decode`); the oracle has no codes to check and draws once."""
     scenes = [s for s, _ in held_out_pairs(n, seed=seed)]
     rows = {name: {"tally": AttributeTally(), "sim": []} for name, style in ROWS.items() if style in pipes}
     sheet = []
@@ -38,10 +40,13 @@ def evaluate_detokenizer(tokenizer: SeedTokenizer, clip: ShapesClip, pipes: dict
         outputs = {}
         for name in rows:
             pipe = pipes[ROWS[name]]
-            inputs = {"image_embeds": clip.conditioning(pixels)} if name == "oracle" else \
-                tokenizer.detokenizer_inputs(codes, pipe)
-            images = pipe(**inputs, num_inference_steps=steps, guidance_scale=guidance, strength=strength,
-                          generator=torch.Generator().manual_seed(seed + start)).images
+            if name == "oracle":
+                images = pipe(image_embeds=clip.conditioning(pixels), num_inference_steps=steps,
+                              guidance_scale=guidance, strength=strength,
+                              generator=torch.Generator().manual_seed(seed + start)).images
+            else:
+                images = tokenizer.decode(codes, pipe, num_inference_steps=steps, guidance_scale=guidance,
+                                          strength=strength, seed=seed + start, drawings=drawings)
             outputs[name] = images
             rows[name]["sim"].append((clip.image_embeds(clip.pixel_values(images)) * reference).sum(-1))
             for scene, image in zip(chunk, images):

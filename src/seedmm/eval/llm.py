@@ -19,7 +19,9 @@ from dataclasses import replace
 
 import torch
 
-from ..checkpoints import TEXT_TO_IMAGE_GUIDANCE, TEXT_TO_IMAGE_RERANK
+from ..checkpoints import (
+    DRAWINGS_PER_IMAGE, TEXT_TO_IMAGE_CANDIDATE_TOP_P, TEXT_TO_IMAGE_GUIDANCE, TEXT_TO_IMAGE_RERANK,
+)
 from ..models.clip import ShapesClip
 from ..models.llm import GenerationOptions, SeedLlama
 from ..world import render
@@ -58,7 +60,8 @@ def code_retrieval(tokenizer, clip: ShapesClip, codes: list[list[int]], captions
 @torch.no_grad()
 def evaluate_llm(llm: SeedLlama, clip: ShapesClip, n: int = 500, guidance: float = TEXT_TO_IMAGE_GUIDANCE,
                  rerank: int = TEXT_TO_IMAGE_RERANK, steps: int = 25, batch: int = 50, seed: int = 0,
-                 sheet_path=None, rerank_regions: bool = True) -> dict:
+                 sheet_path=None, rerank_regions: bool = True,
+                 candidate_top_p: float = TEXT_TO_IMAGE_CANDIDATE_TOP_P, drawings: int = DRAWINGS_PER_IMAGE) -> dict:
     pairs = held_out_pairs(n, seed=seed)
     scenes, captions = [s for s, _ in pairs], [c for _, c in pairs]
     tokenizer = llm.component("image_tokenizer")
@@ -68,7 +71,8 @@ def evaluate_llm(llm: SeedLlama, clip: ShapesClip, n: int = 500, guidance: float
     for start in range(0, n, batch):
         chunk = slice(start, start + batch)
         predicted += llm.caption(renders[chunk])
-        codes_on += llm.generate_codes(captions[chunk], replace(guided, rerank=rerank, rerank_regions=rerank_regions))
+        codes_on += llm.generate_codes(captions[chunk], replace(guided, rerank=rerank, rerank_regions=rerank_regions,
+                                                                candidate_top_p=candidate_top_p))
         codes_off += llm.generate_codes(captions[chunk], replace(guided, constrain_images=False))
         # The paper's setting (no guidance): guidance also sharpens the choice between a code, `</img>`
         # and text inside a span, so without constraints it breaks spans the plain model closes right.
@@ -76,7 +80,7 @@ def evaluate_llm(llm: SeedLlama, clip: ShapesClip, n: int = 500, guidance: float
     kept = [i for i, c in enumerate(codes_on) if c is not None]  # prompts that yielded a valid image
     valid = [codes_on[i] for i in kept]
     for start in range(0, len(valid), batch):
-        drawn += llm.draw(valid[start:start + batch], steps=steps, seed=seed + start)
+        drawn += llm.draw(valid[start:start + batch], steps=steps, seed=seed + start, drawings=drawings)
     tally, categories, sims = AttributeTally(), Counter(), []
     for i, image in zip(kept, drawn):
         pred = read_scene(image)
@@ -96,7 +100,8 @@ def evaluate_llm(llm: SeedLlama, clip: ShapesClip, n: int = 500, guidance: float
     return {
         "captioning": {"cider": cider(captions, predicted),
                        "exact_scene": sum(map(caption_exact, scenes, predicted)) / n},
-        "text_to_image": {"rerank": rerank, "rerank_regions": rerank_regions, **tally.summary(),
+        "text_to_image": {"rerank": rerank, "rerank_regions": rerank_regions, "candidate_top_p": candidate_top_p,
+                          "drawings": drawings, **tally.summary(),
                           "clip_similarity": float(torch.cat(sims).mean() * 100) if sims else 0.0,
                           "code_retrieval": code_retrieval(tokenizer, clip, valid, [captions[i] for i in kept]),
                           "geneval": {name: categories[name, "ok"] / categories[name, "n"]
@@ -108,11 +113,19 @@ def evaluate_llm(llm: SeedLlama, clip: ShapesClip, n: int = 500, guidance: float
     }
 
 
+def reranking_label(t2i: dict) -> str:
+    """How a text-to-image result was drawn, for reports: "greedy" or "best of 32, by region, top-p 0.9"."""
+    if t2i["rerank"] == 1:
+        return "greedy"
+    return (f"best of {t2i['rerank']}{', by region' if t2i['rerank_regions'] else ''}"
+            f"{', top-p %g' % t2i['candidate_top_p'] if t2i['candidate_top_p'] < 1 else ''}")
+
+
 def format_report(result: dict, n: int) -> str:
     cap, t2i, valid = result["captioning"], result["text_to_image"], result["valid_images"]
     lines = [f"SEED-LLaMA on {n} held-out scenes",
              f"captioning      CIDEr {cap['cider']:.3f}   exact scene {100 * cap['exact_scene']:.1f}%",
-             f"text-to-image   (best of {t2i['rerank']}{', by region' if t2i['rerank_regions'] else ''})   "
+             f"text-to-image   ({reranking_label(t2i)})   "
              f"exact scene {100 * t2i['exact_scene']:.1f}%   "
              f"count {100 * t2i['count']:.1f}%   "
              f"position {100 * t2i['position']:.1f}%   shape {100 * t2i['shape']:.1f}%   "

@@ -14,6 +14,7 @@ in_context   3 turns in one conversation (draw, edit, edit; the assistant's own 
              history as codes), each drawing judged; `turn_exact` per turn, `score` their mean
 compose      blending (two images → one), composition (image + text → image), in-context
              generation (named images → "draw A and B together"): the union scene drawn exactly
+Every picture is the best of `drawings` by the tokenizer's reading (`SeedTokenizer.decode`).
 Every drawing task also reports `code_retrieval`: whether the tokenizer reads the generated codes
 as the target's caption (R@1 among the task's targets) — what the LLM drew, with the de-tokenizer
 out of the loop.
@@ -24,10 +25,11 @@ from __future__ import annotations
 import random
 from collections import Counter
 from dataclasses import replace
+from functools import partial
 
 import torch
 
-from ..checkpoints import TEXT_TO_IMAGE_RERANK
+from ..checkpoints import DRAWINGS_PER_IMAGE, TEXT_TO_IMAGE_CANDIDATE_TOP_P, TEXT_TO_IMAGE_RERANK
 from ..data.instructions import (
     COMPOSE_KINDS, GENERATE, SHORT_ANSWER, caption_request, compose, difference, edit_request, question_request,
     t2i_request, with_request,
@@ -38,7 +40,7 @@ from ..world import render
 from ..world.judge import exact_match, parse_answer, read_scene
 from ..world.scene import Scene
 from ..world.text import caption
-from .llm import caption_exact, code_retrieval
+from .llm import caption_exact, code_retrieval, reranking_label
 
 
 def coded_records(llm: SeedLlama, task: str, n: int, seed: int = 0, keep=None) -> list[dict]:
@@ -67,9 +69,9 @@ def batched(fn, items: list, batch: int) -> list:
 class _Judge:
     """Generates in batches, draws valid codes, and judges drawings against scenes."""
 
-    def __init__(self, llm: SeedLlama, clip, steps: int, batch: int, seed: int, rerank: int, rerank_regions: bool):
-        self.llm, self.clip, self.steps, self.batch, self.seed = llm, clip, steps, batch, seed
-        self.drawing_options = replace(image_reply_options(None), rerank=rerank, rerank_regions=rerank_regions)
+    def __init__(self, llm: SeedLlama, clip, steps: int, batch: int, seed: int, reranking: dict, drawings: int):
+        self.llm, self.clip, self.steps, self.batch, self.seed, self.drawings = llm, clip, steps, batch, seed, drawings
+        self.drawing_options = replace(image_reply_options(None), **reranking)
 
     def texts(self, conversations: list, max_new_tokens: int) -> list[str]:
         options = GenerationOptions(max_new_tokens)
@@ -80,8 +82,9 @@ class _Judge:
         return first_images(batched(lambda c: self.llm.respond(c, self.drawing_options), conversations, self.batch))
 
     def drawn_exact(self, codes: list, scenes: list[Scene]) -> list[bool]:
-        drawings = batched(lambda c: self.llm.draw_optional(c, steps=self.steps, seed=self.seed), codes, self.batch)
-        return [d is not None and exact_match(s, read_scene(d)) for d, s in zip(drawings, scenes)]
+        draw = partial(self.llm.draw_optional, steps=self.steps, seed=self.seed, drawings=self.drawings)
+        pictures = batched(draw, codes, self.batch)
+        return [d is not None and exact_match(s, read_scene(d)) for d, s in zip(pictures, scenes)]
 
     def drawing_task(self, conversations: list, scenes: list[Scene]) -> tuple[dict, list[bool]]:
         """Generate one image per conversation, draw and judge it: (summary, exact per item)."""
@@ -99,8 +102,10 @@ def _scenes(meta: dict) -> list[Scene]:
 
 @torch.no_grad()
 def evaluate_sft(llm: SeedLlama, clip, n: int = 200, steps: int = 25, batch: int = 50, seed: int = 0,
-                 rerank: int = TEXT_TO_IMAGE_RERANK, rerank_regions: bool = True) -> dict:
-    judge = _Judge(llm, clip, steps, batch, seed, rerank, rerank_regions)
+                 rerank: int = TEXT_TO_IMAGE_RERANK, rerank_regions: bool = True,
+                 candidate_top_p: float = TEXT_TO_IMAGE_CANDIDATE_TOP_P, drawings: int = DRAWINGS_PER_IMAGE) -> dict:
+    reranking = {"rerank": rerank, "rerank_regions": rerank_regions, "candidate_top_p": candidate_top_p}
+    judge = _Judge(llm, clip, steps, batch, seed, reranking, drawings)
     rng = random.Random(seed)
     result: dict = {}
 
@@ -120,7 +125,7 @@ def evaluate_sft(llm: SeedLlama, clip, n: int = 200, steps: int = 25, batch: int
     result["caption"] = {"exact_scene": sum(caption_exact(_scenes(m)[0], t) for m, t in zip(captions, said)) / n}
     result["t2i"], _ = judge.drawing_task([[("user", t2i_request(m["caption"]))] for m in captions],
                                           [_scenes(m)[0] for m in captions])
-    result["t2i"].update(rerank=rerank, rerank_regions=rerank_regions)
+    result["t2i"].update(reranking)
 
     edits = coded_records(llm, "edit", n, seed)
     result["edit"], exact = judge.drawing_task([[("user", edit_request(m["codes"][0], m["instruction"]))]
@@ -140,6 +145,7 @@ def evaluate_sft(llm: SeedLlama, clip, n: int = 200, steps: int = 25, batch: int
     comps = coded_records(llm, "compose", n, seed)
     result["compose"] = {kind: judge.drawing_task([compose(m, rng, kind)[:-1] for m in comps],
                                                   [_scenes(m)[2] for m in comps])[0] for kind in COMPOSE_KINDS}
+    result["drawings"] = drawings
     result["samples"] = {"vqa": [{"question": qa["question"], "answer": qa["answer"], "predicted": a}
                                  for (_, qa), a in list(zip(asked, answers))[:5]],
                          "caption": [{"caption": m["caption"], "predicted": t} for m, t in list(zip(captions, said))[:3]]}
@@ -169,7 +175,7 @@ def format_report(result: dict, n: int) -> str:
              f"VQA overall {pct(vqa['overall'])}: " + ", ".join(f"{k} {pct(v)}" for k, v in vqa.items() if k != "overall"),
              f"captioning exact scene {pct(result['caption']['exact_scene'])}"]
     t2i = result["t2i"]
-    best_of = f"text-to-image (best of {t2i['rerank']}{', by region' if t2i['rerank_regions'] else ''}): "
+    best_of = f"text-to-image ({reranking_label(t2i)}): "
     for name, row in ((best_of, t2i), ("edit", result["edit"])):
         lines.append(f"{name:<14}exact scene {pct(row['exact_scene'])}, code retrieval {pct(row['code_retrieval'])}"
                      + "".join(f", {k[5:]} {pct(v)}" for k, v in row.items() if k.startswith("kind_")))

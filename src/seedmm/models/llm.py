@@ -21,6 +21,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessor, LogitsProcessorList
 from transformers.generation.logits_process import UnbatchedClassifierFreeGuidanceLogitsProcessor
 
+from ..checkpoints import DRAWINGS_PER_IMAGE
 from ..data.instructions import (
     caption_request, conversation_ids, edit_request, question_request, requested_caption, t2i_request,
 )
@@ -272,6 +273,9 @@ class GenerationOptions:
     # (the first as the options say, the rest sampled at `temperature`) and keep the one whose caption
     # the model itself finds likeliest (1 = off).
     rerank: int = 1
+    # The nucleus the sampled candidates are drawn from (the first candidate follows `top_p`): the tail
+    # of the code distribution gives candidates no drawing keeps.
+    candidate_top_p: float = 1.0
     # With rerank > 1 and an image tokenizer whose codes factor into regions (a query grid): then try,
     # region by region, the other candidates' codes for that region in the kept one (`region_reranked`).
     rerank_regions: bool = True
@@ -497,15 +501,17 @@ class SeedLlama:
 
     def self_reranked_codes(self, prompts: list[str], options: GenerationOptions) -> list[list[int] | None]:
         """CogView's self-reranking: `options.rerank` candidates per prompt — the first generated as
-        `options` say (greedy by default), the others sampled at `options.temperature` (seeded by
-        `options.seed`, 0 if unset) — and the one whose prompt, read as its caption, the model
-        finds likeliest (`caption_log_likelihood`). The model reads pictures better than it draws
-        them (captions 87% exact, drawings 32%), so its reading picks among its drawings. With
-        `options.rerank_regions` and a query-grid tokenizer, then region by region (`region_reranked`)."""
+        `options` say (greedy by default), the others sampled at `options.temperature` from the
+        nucleus `options.candidate_top_p` (seeded by `options.seed`, 0 if unset) — and the one whose
+        prompt, read as its caption, the model finds likeliest (`caption_log_likelihood`). The model
+        reads pictures better than it draws them (captions 87% exact, drawings 32%), so its reading
+        picks among its drawings. With `options.rerank_regions` and a query-grid tokenizer, then region
+        by region (`region_reranked`)."""
         k = options.rerank
         first = self.generate_codes(prompts, replace(options, rerank=1))
         sampled = self.generate_codes([p for p in prompts for _ in range(k - 1)],
                                       replace(options, rerank=1, do_sample=True, num_beams=1,
+                                              top_p=options.candidate_top_p,
                                               seed=0 if options.seed is None else options.seed))
         candidates = [[first[i], *sampled[i * (k - 1):(i + 1) * (k - 1)]] for i in range(len(prompts))]
         pairs = [(i, c) for i, row in enumerate(candidates) for c in row if c is not None]
@@ -575,15 +581,19 @@ class SeedLlama:
             scores.append((picked * (labels != -100)).sum(1))
         return torch.cat(scores) if scores else torch.zeros(0)
 
-    def draw(self, codes, steps: int = 25, guidance_scale: float = 1.0, seed: int | None = 0):
-        """Codes (B, 32) → PIL images through the SEED tokenizer's generation head and the de-tokenizer."""
+    def draw(self, codes, steps: int = 25, guidance_scale: float = 1.0, seed: int | None = 0,
+             drawings: int = DRAWINGS_PER_IMAGE):
+        """Codes (B, 32) → PIL images through the SEED tokenizer's generation head and the de-tokenizer;
+        each the best of `drawings` by the tokenizer's reading (`SeedTokenizer.decode`)."""
         return self.component("image_tokenizer").decode(codes, detokenizer=self.component("detokenizer"),
-                                                    num_inference_steps=steps, guidance_scale=guidance_scale, seed=seed)
+                                                    num_inference_steps=steps, guidance_scale=guidance_scale, seed=seed,
+                                                    drawings=drawings)
 
-    def draw_optional(self, codes: list, steps: int = 25, seed: int | None = 0) -> list:
+    def draw_optional(self, codes: list, steps: int = 25, seed: int | None = 0,
+                      drawings: int = DRAWINGS_PER_IMAGE) -> list:
         """Draw the valid code lists of `codes` in one batch; None stays None."""
         valid = [c for c in codes if c is not None]
-        drawn = iter(self.draw(valid, steps=steps, seed=seed) if valid else [])
+        drawn = iter(self.draw(valid, steps=steps, seed=seed, drawings=drawings) if valid else [])
         return [next(drawn) if c is not None else None for c in codes]
 
     def generate_images(self, prompts: list[str], options: GenerationOptions | None = None, steps: int = 25,

@@ -290,17 +290,30 @@ class SeedTokenizer(nn.Module):
 
     @torch.no_grad()
     def decode(self, codes, detokenizer=None, num_inference_steps: int = 25, guidance_scale: float = 1.0,
-               strength: float | None = None, seed: int | None = None, output_type: str = "pil"):
+               strength: float | None = None, seed: int | None = None, output_type: str = "pil",
+               drawings: int = 1):
         """Codes (B, 32) → B images through a de-tokenizer pipeline (`detokenizer`, else the one given
-        to `from_pretrained(…, detokenizer=…)`). With `seed` the result is deterministic."""
+        to `from_pretrained(…, detokenizer=…)`). With `seed` the result is deterministic.
+        `drawings` > 1 (PIL output): each code list is drawn that many times, with fresh noise, and the
+        drawing this tokenizer reads back as the most of its codes is kept. The de-tokenizer's misses
+        depend on the noise: SEED v2 draws 78.8% of 500 test scenes exactly in one drawing, 81.6% as
+        the best of four (README, de-tokenizer)."""
         detokenizer = detokenizer or self.detokenizer
         if detokenizer is None:
             raise ValueError("no de-tokenizer: pass detokenizer= (a SeedDetokenizerPipeline) or load with "
                              "SeedTokenizer.from_pretrained(dir, detokenizer=DIR)")
+        if drawings < 1 or (drawings > 1 and output_type != "pil"):
+            raise ValueError(f"drawings must be at least 1, and 1 unless output_type is 'pil'; got {drawings}")
         generator = None if seed is None else torch.Generator().manual_seed(seed)
-        return detokenizer(**self.detokenizer_inputs(codes, detokenizer), num_inference_steps=num_inference_steps,
-                           guidance_scale=guidance_scale, strength=strength, generator=generator,
-                           output_type=output_type).images
+        inputs = self.detokenizer_inputs(codes, detokenizer)
+        draws = [detokenizer(**inputs, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                             strength=strength, generator=generator, output_type=output_type).images
+                 for _ in range(drawings)]
+        if drawings == 1:
+            return draws[0]
+        codes = self.check_codes(codes)
+        agreement = torch.stack([(self.encode(images) == codes).sum(1) for images in draws])  # (drawings, B)
+        return [draws[k][i] for i, k in enumerate(agreement.argmax(0).tolist())]
 
     # ------------------------------------------------------------ persistence
     def save_pretrained(self, directory: str | Path) -> None:

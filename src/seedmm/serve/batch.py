@@ -5,7 +5,8 @@ One JSON object per input line:
      "image": path | "images": [paths], "prompt"/"question"/"instruction": str,
      "messages": [{"role", "content": str or [str | {"image": path} | {"codes": [32 ints]}]}],
      "options": {"temperature", "top_p", "top_k", "num_beams", "max_new_tokens", "seed",
-                 "image_guidance_scale", "force_image", "constrain_images", "rerank", "rerank_regions", "steps"}}
+                 "image_guidance_scale", "force_image", "constrain_images", "rerank", "rerank_regions",
+                 "candidate_top_p", "steps"}}
 One result per non-blank input line, in input order, in DIR/results.jsonl:
     {"id", "text", "images": [paths of DIR/{id}-{k}.png], "error"}
 A line that cannot run (malformed JSON, unknown task, missing field, missing image, bad option)
