@@ -125,7 +125,7 @@ def format_report(result: dict, n: int) -> str:
     cap, t2i, valid = result["captioning"], result["text_to_image"], result["valid_images"]
     lines = [f"SEED-LLaMA on {n} held-out scenes",
              f"captioning      CIDEr {cap['cider']:.3f}   exact scene {100 * cap['exact_scene']:.1f}%",
-             f"text-to-image   ({reranking_label(t2i)})   "
+             f"text-to-image   ({reranking_label(t2i)}; best of {t2i['drawings']} drawings)   "
              f"exact scene {100 * t2i['exact_scene']:.1f}%   "
              f"count {100 * t2i['count']:.1f}%   "
              f"position {100 * t2i['position']:.1f}%   shape {100 * t2i['shape']:.1f}%   "

@@ -171,7 +171,7 @@ def three_turns(judge: _Judge, stories: list[dict]) -> dict:
 def format_report(result: dict, n: int) -> str:
     pct = lambda v: f"{100 * v:.1f}%"  # noqa: E731
     vqa = result["vqa"]
-    lines = [f"SEED-LLaMA-I on held-out records ({n} per task)",
+    lines = [f"SEED-LLaMA-I on held-out records ({n} per task; every picture the best of {result['drawings']} drawings)",
              f"VQA overall {pct(vqa['overall'])}: " + ", ".join(f"{k} {pct(v)}" for k, v in vqa.items() if k != "overall"),
              f"captioning exact scene {pct(result['caption']['exact_scene'])}"]
     t2i = result["t2i"]
