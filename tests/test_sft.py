@@ -199,8 +199,11 @@ def test_tiny_instruction_tuning_run_writes_a_loadable_adapter(llm_dir, tmp_path
     from seedmm.train.sft import SftRecipe, train_sft
 
     recipe = SftRecipe(records={t: 6 for t in ("caption", "vqa", "edit", "story", "video", "compose")},
-                       val_records=2, batch_tokens=512, loop=LoopConfig(steps=3, warmup=1, lr=1e-2), tuning=tuning)
+                       val_records=2, batch_tokens=512, loop=LoopConfig(steps=3, warmup=1, lr=1e-2), tuning=tuning,
+                       vqa_first_steps=2)
     path = train_sft(tmp_path / "run", llm_dir, shipped("tokenizer"), recipe, progress=False)
+    for stage, steps in (("sft-vqa", 2), ("sft", 3)):  # VQA alone first, then the mixture
+        assert json.loads((tmp_path / "run" / stage / "last" / "state.json").read_text())["step"] == steps
     assert (path / "adapter_config.json").is_file() and json.loads((path / "seedmm.json").read_text())["instruction_tuned"]
     tuned, base = SeedLlama.from_pretrained(path), SeedLlama.from_pretrained(llm_dir)
     assert tuned.instruction_tuned and type(tuned.model).__name__ == "LlamaForCausalLM"

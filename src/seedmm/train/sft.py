@@ -4,8 +4,8 @@
            exported once and pretokenized once with the frozen SEED tokenizer    → OUT/world, OUT/codes
     sft    every weight but the embedding fine-tuned (`tuning="full"`, the default), or peft LoRA
            (`tuning="lora"`: r 16, α 32, dropout 0.05 on q/k/v/o/gate/up/down), on the pretrained
-           SEED-LLaMA; `USER: …\\nASSISTANT: …` conversations of a weighted task mixture
-           (data/instructions.py), loss only on the answers                         → OUT/sft
+           SEED-LLaMA; `USER: …\\nASSISTANT: …` conversations, first of VQA alone     → OUT/sft-vqa
+           then of a weighted task mixture (data/instructions.py), loss only on answers → OUT/sft
 The result, OUT/llm-sft, is a peft adapter directory over the pretrained LLM (a few MB instead of a
 second copy of the model, which the 60 MB budget of the shipped checkpoints has no room for):
 `SeedLlama.from_pretrained(OUT/llm-sft)` loads the base it names and merges the adapter;
@@ -58,6 +58,10 @@ class SftRecipe:
     # 1.0 (off: they weigh as any code) in the shipped recipe: at 4.0 edits copied far better (miscopied kept codes 901 -> 565
     # in 200 edits) but wrote fewer changes right (recolours 17.0 -> 8.5%); edit success 21.0 -> 23.0% (README).
     kept_object_weight: float = 1.0
+    # A first stage of VQA alone, before the mixture: the lookup from a phrase ("the circle", "in the
+    # top left") to the cells of the codes forms only after hundreds of full-tuning steps on a task
+    # that poses it (bench/context_lookup.py), more than the mixture's VQA share gives it (README).
+    vqa_first_steps: int = 1000
     seed: int = 0
 
     def __post_init__(self):
@@ -71,7 +75,7 @@ def blank_canvas_codes(image_tokenizer) -> list[int]:
     return image_tokenizer.encode([render(Scene())])[0].tolist()
 
 
-def sft_mixture(tok, records: dict, recipe: SftRecipe, blank: list[int] | None = None) -> Mixture:
+def sft_mixture(tok, records: dict, recipe: SftRecipe, blank: list[int] | None = None, stage: str = "sft") -> Mixture:
     """The training mixture; `blank`: the image tokenizer's codes of an empty canvas, given when
     `recipe.kept_object_weight` weighs the kept objects (changed_code_weights)."""
 
@@ -81,7 +85,7 @@ def sft_mixture(tok, records: dict, recipe: SftRecipe, blank: list[int] | None =
         return ids, labels, weights
 
     sizes = {kind: len(records[SOURCE[kind]]) for kind in recipe.weights}
-    return Mixture(make, sizes, recipe.weights, recipe.batch_tokens, tok.pad_id, f"sft/{recipe.seed}")
+    return Mixture(make, sizes, recipe.weights, recipe.batch_tokens, tok.pad_id, f"{stage}/{recipe.seed}")
 
 
 def validation_batch(tok, val_records: dict, recipe: SftRecipe) -> dict[str, torch.Tensor]:
@@ -116,10 +120,15 @@ def train_sft(out: str | Path, llm_dir: str | Path, tokenizer_dir: str | Path | 
     blank = None
     if recipe.kept_object_weight != 1.0:
         blank = blank_canvas_codes(llm.component("image_tokenizer"))
-    mixture = sft_mixture(llm.tokenizer, records["train"], recipe, blank)
     val = validation_batch(llm.tokenizer, records["val"], recipe)
+    validate = lambda: {"val_loss": float(batch_loss(model, val))}  # noqa: E731
+    if recipe.vqa_first_steps:
+        vqa_only = sft_mixture(llm.tokenizer, records["train"], replace(recipe, weights={"vqa": 1.0}), blank, "sft-vqa")
+        train(f"sft-{recipe.tuning}-vqa", model, lambda s: (batch_loss(model, vqa_only(s)), {}),
+              replace(recipe.loop, steps=recipe.vqa_first_steps), out / "sft-vqa", validate, progress)
+    mixture = sft_mixture(llm.tokenizer, records["train"], recipe, blank)
     train(f"sft-{recipe.tuning}", model, lambda s: (batch_loss(model, mixture(s)), {}), recipe.loop, out / "sft",
-          lambda: {"val_loss": float(batch_loss(model, val))}, progress)
+          validate, progress)
     if recipe.tuning == "full":
         with torch.no_grad():  # what the truncation to rank costs, on the validation loss
             tuned_val = float(batch_loss(model.eval(), val))
