@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import count_flops, matmul_peak_gflops  # noqa: E402
 
 from seedmm.checkpoints import (  # noqa: E402
-    DRAWINGS_PER_IMAGE, TEXT_TO_IMAGE_CANDIDATE_TOP_P, TEXT_TO_IMAGE_GUIDANCE, TEXT_TO_IMAGE_RERANK, shipped,
+    DRAWINGS_PER_IMAGE, TEXT_TO_IMAGE_GUIDANCE, TEXT_TO_IMAGE_RERANK, shipped,
 )
-from seedmm.models.llm import GenerationOptions, SeedLlama  # noqa: E402
+from seedmm.models.llm import GenerationOptions, SeedLlama, text_to_image_options  # noqa: E402
 
 
 def load() -> SeedLlama:
@@ -76,9 +76,7 @@ def main() -> None:
     llm.generate_images([prompt])  # loads the tokenizer and de-tokenizer
     for rerank in (1, TEXT_TO_IMAGE_RERANK):
         start = time.perf_counter()
-        options = GenerationOptions(image_guidance_scale=TEXT_TO_IMAGE_GUIDANCE, rerank=rerank,
-                                    candidate_top_p=TEXT_TO_IMAGE_CANDIDATE_TOP_P)
-        codes = llm.generate_codes([prompt], options)
+        codes = llm.generate_codes([prompt], text_to_image_options(rerank=rerank))
         mid = time.perf_counter()
         llm.draw(codes, steps=25)
         end = time.perf_counter()

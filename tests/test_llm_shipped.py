@@ -6,11 +6,11 @@ import random
 import pytest
 from transformers import AutoModelForCausalLM
 
-from seedmm.checkpoints import TEXT_TO_IMAGE_CANDIDATE_TOP_P, TEXT_TO_IMAGE_GUIDANCE, TEXT_TO_IMAGE_RERANK, shipped
+from seedmm.checkpoints import TEXT_TO_IMAGE_RERANK, shipped
 from seedmm.cli import main
 from seedmm.eval.llm import evaluate_llm
 from seedmm.models.clip import ShapesClip
-from seedmm.models.llm import GenerationOptions, SeedLlama
+from seedmm.models.llm import SeedLlama, text_to_image_options
 from seedmm.world import render, sample_scene
 
 
@@ -74,9 +74,8 @@ def test_caption_and_generate_cli(tmp_path, capsys, llm):
     assert code == 0, err
     record = json.loads(out)
     assert len(record["codes"]) == 32 and (tmp_path / "drawn.png").is_file()
-    assert record["codes"] == llm.generate_codes(["a large red circle in the center"], GenerationOptions(
-        image_guidance_scale=TEXT_TO_IMAGE_GUIDANCE, rerank=TEXT_TO_IMAGE_RERANK,
-        candidate_top_p=TEXT_TO_IMAGE_CANDIDATE_TOP_P, seed=0))[0]
+    assert record["codes"] == llm.generate_codes(["a large red circle in the center"],
+                                                 text_to_image_options(seed=0))[0]
     code, out, err = _cli(capsys, "eval", "llm", "--n", 4, "--json")
     assert code == 0, err
     assert set(json.loads(out)) >= {"captioning", "text_to_image", "valid_images"}

@@ -134,7 +134,7 @@ def llm_section(seed: int) -> tuple[str, str]:
     from .checkpoints import shipped
     from .eval.llm import caption_exact
     from .eval.retrieval import held_out_pairs
-    from .models.llm import GenerationOptions, SeedLlama
+    from .models.llm import SeedLlama, text_to_image_options
 
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
@@ -150,9 +150,7 @@ def llm_section(seed: int) -> tuple[str, str]:
                  "own caption likelihood) → de-tokenizer; "
                  "the render of the caption beside the drawing, and what the judge reads in the drawing</h3>")
     prompts = [c for _, c in pairs[8:]]
-    drawn = llm.generate_images(prompts, GenerationOptions(image_guidance_scale=TEXT_TO_IMAGE_GUIDANCE,
-                                                           rerank=TEXT_TO_IMAGE_RERANK,
-                                                           candidate_top_p=TEXT_TO_IMAGE_CANDIDATE_TOP_P), seed=seed)
+    drawn = llm.generate_images(prompts, text_to_image_options(), seed=seed)
     for (scene, prompt), image in zip(pairs[8:], drawn):
         read = read_scene(image)
         parts.append(_figure([render(scene), image], f"<b>{e(prompt)}</b><br>judge: {e(caption(read)) or '(nothing)'} "

@@ -21,7 +21,9 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessor, LogitsProcessorList
 from transformers.generation.logits_process import UnbatchedClassifierFreeGuidanceLogitsProcessor
 
-from ..checkpoints import DRAWINGS_PER_IMAGE
+from ..checkpoints import (
+    DRAWINGS_PER_IMAGE, TEXT_TO_IMAGE_CANDIDATE_TOP_P, TEXT_TO_IMAGE_GUIDANCE, TEXT_TO_IMAGE_RERANK,
+)
 from ..data.instructions import (
     caption_request, conversation_ids, edit_request, question_request, requested_caption, t2i_request,
 )
@@ -605,6 +607,14 @@ class SeedLlama:
 def image_reply_options(options: GenerationOptions | None) -> GenerationOptions:
     """Options for a reply that is one image: it starts with `<img>` and needs 32 codes + `</img>`."""
     return replace(options or GenerationOptions(), force_image=True, max_new_tokens=TOKENS_PER_IMAGE + 8)
+
+
+def text_to_image_options(**changes) -> GenerationOptions:
+    """The measured text-to-image defaults of the shipped weights (`seedmm.checkpoints`), as `seedmm
+    generate` uses them: guidance on image tokens, self-reranked candidates sampled at top-p; `changes`
+    set other fields (or override these)."""
+    return GenerationOptions(**{"image_guidance_scale": TEXT_TO_IMAGE_GUIDANCE, "rerank": TEXT_TO_IMAGE_RERANK,
+                                "candidate_top_p": TEXT_TO_IMAGE_CANDIDATE_TOP_P, **changes})
 
 
 @dataclass
