@@ -112,6 +112,28 @@ def test_edit_loss_weighs_the_changed_codes(tok):
     assert torch.allclose(plain, even, atol=1e-5) and not torch.allclose(plain, weighed, atol=1e-3)
 
 
+def test_length_groups_give_the_same_loss_and_gradients(tok):
+    # batch_loss(..., length_groups) cuts the padding of rows grouped by length: the loss and its
+    # gradients must be those of the whole padded batch, weighted or not
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(preset("shapes-tiny").llama_config(tok.text_vocab_size))
+    rng = random.Random(0)
+    conversations = [conversation_ids(tok, BUILDERS["vqa"](_record("vqa", i), rng)) for i in range(7)]
+    weighted = [(ids, labels, [rng.choice([1.0, 4.0]) for _ in ids]) for ids, labels in conversations]
+    assert len({len(ids) for ids, _ in conversations}) > 3  # lengths differ: there is padding to cut
+    for sequences in (conversations, weighted):
+        batch = pad_batch(sequences, tok.pad_id)
+        results = []
+        for groups in (1, 3, 10):  # 10 > rows: the empty groups are skipped
+            model.zero_grad()
+            loss = batch_loss(model, batch, groups)
+            loss.backward()
+            results.append((loss.detach(), model.model.layers[0].self_attn.q_proj.weight.grad.clone()))
+        for loss, grad in results[1:]:
+            assert torch.allclose(loss, results[0][0], atol=1e-5)
+            assert torch.allclose(grad, results[0][1], atol=1e-6, rtol=1e-4)
+
+
 def test_compose_answers_with_the_union_of_both_scenes():
     record = _record("compose", 5)
     scenes = record["scenes"]

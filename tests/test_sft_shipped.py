@@ -33,12 +33,12 @@ def test_adapter_is_small_and_loads_over_the_shipped_llm(llm):
 
 def test_headline_figures_keep_what_was_reached(result):
     # The issue's bars: VQA >= 90% overall, edit success >= 60%, 3-turn in-context score >= 50%.
-    # None is met: on 200 held-out records per task the shipped adapter measures VQA 83.8%, edit
-    # success 22.0%, 3-turn 33.2% (README, issue note). This guards what was reached (on 200 records
-    # per task: caption exact 88.5%, text-to-image exact 72.5% with the defaults, code retrieval:
-    # text-to-image 96.5%, edits 44.0%; on these 60: VQA 88.3%, caption 83.3%, text-to-image 71.7%,
-    # edits 25.0%, 3-turn 39.4%).
-    assert result["vqa"]["overall"] >= 0.8, result["vqa"]
+    # VQA is met: 91.7% on 200 held-out records (93.7% on these 60). Edits and the 3-turn score are
+    # not: 23.0% and 30.8% on 200 (README, issue note); this guards what was reached (on 200 records
+    # per task: caption exact 84.0%, text-to-image exact 71.5% with the defaults, code retrieval:
+    # text-to-image 96.5%, edits 45.5%; on these 60: caption 81.7%, text-to-image 68.3%, edits 23.3%,
+    # 3-turn 33.9%).
+    assert result["vqa"]["overall"] >= 0.9, result["vqa"]
     assert result["caption"]["exact_scene"] >= 0.75, result["caption"]
     assert result["t2i"]["exact_scene"] >= 0.6, result["t2i"]
     assert result["in_context"]["score"] >= 0.3, result["in_context"]

@@ -47,6 +47,7 @@ class SftRecipe:
     val_records: int = 32  # per task, val split: the validation loss
     weights: dict = field(default_factory=lambda: dict(TASK_WEIGHTS))
     batch_tokens: int = 4096
+    length_groups: int = 4  # batch_loss runs a batch's rows in groups of similar length: less padding computed
     loop: LoopConfig | None = None  # None: the tuning's own (FULL_LOOP or LORA_LOOP)
     tuning: str = "full"  # "full": every weight but the embedding; "lora": peft LoRA with the settings below
     adapter_rank: int = 64  # "full": rank of the stored weight changes (lora_from_finetune)
@@ -61,7 +62,8 @@ class SftRecipe:
     # A first stage of VQA alone, before the mixture: the lookup from a phrase ("the circle", "in the
     # top left") to the cells of the codes forms only after hundreds of full-tuning steps on a task
     # that poses it (bench/context_lookup.py), more than the mixture's VQA share gives it (README).
-    vqa_first_steps: int = 1000
+    # VQA read after this stage alone: 75.7 / 82.3 / 87.7 / 91.6% after 500 / 1,000 / 1,500 / 1,750 steps.
+    vqa_first_steps: int = 1750
     seed: int = 0
 
     def __post_init__(self):
@@ -124,11 +126,12 @@ def train_sft(out: str | Path, llm_dir: str | Path, tokenizer_dir: str | Path | 
     validate = lambda: {"val_loss": float(batch_loss(model, val))}  # noqa: E731
     if recipe.vqa_first_steps:
         vqa_only = sft_mixture(llm.tokenizer, records["train"], replace(recipe, weights={"vqa": 1.0}), blank, "sft-vqa")
-        train(f"sft-{recipe.tuning}-vqa", model, lambda s: (batch_loss(model, vqa_only(s)), {}),
+        train(f"sft-{recipe.tuning}-vqa", model,
+              lambda s: (batch_loss(model, vqa_only(s), recipe.length_groups), {}),
               replace(recipe.loop, steps=recipe.vqa_first_steps), out / "sft-vqa", validate, progress)
     mixture = sft_mixture(llm.tokenizer, records["train"], recipe, blank)
-    train(f"sft-{recipe.tuning}", model, lambda s: (batch_loss(model, mixture(s)), {}), recipe.loop, out / "sft",
-          validate, progress)
+    train(f"sft-{recipe.tuning}", model, lambda s: (batch_loss(model, mixture(s), recipe.length_groups), {}),
+          recipe.loop, out / "sft", validate, progress)
     if recipe.tuning == "full":
         with torch.no_grad():  # what the truncation to rank costs, on the validation loss
             tuned_val = float(batch_loss(model.eval(), val))
