@@ -5,8 +5,10 @@ with the source's and the target's codes at its position.
     per kind     codes an edit changes; pictures written exactly (codes = target's) or left as the
                  source; the share of unchanged positions copied, of changed positions written right
     after        the copy rate of unchanged positions split by whether the code written just before
-                 was right: a model that finds its place in the source by the code it just wrote
-                 copies well after a right code and loses the rest of the picture after a wrong one
+                 was right, and apart: after a right code that was a change (no code of the source
+                 to find the place by), after a wrong code that ends a region (query-grid
+                 tokenizers). Low after a wrong code but high after one ending a region: the errors
+                 are whole regions, not a picture lost from its first wrong code on
     empty        how many of the wrongly copied codes are the position's empty-region code (the code
                  of an empty canvas there): objects the instruction did not name, erased
 
@@ -39,6 +41,7 @@ def main() -> None:
     written = batched(lambda b: llm.edit_coded([m["codes"][0] for m in b], [m["instruction"] for m in b], options),
                       edits, 50)
     empty = blank_canvas_codes(llm.component("image_tokenizer"))
+    regions = llm.code_regions() or [0] * 32
     kinds, after = defaultdict(Counter), Counter()
     for m, out in zip(edits, written):
         source, target = m["codes"]
@@ -62,12 +65,21 @@ def main() -> None:
                 else "after a wrong code"
             after[previous, "n"] += 1
             after[previous, "copied"] += out[j] == target[j]
+            if previous == "after a right code" and source[j - 1] != target[j - 1]:
+                # the code before was a change written right: nothing in the source to find the place by
+                after["after a right changed code", "n"] += 1
+                after["after a right changed code", "copied"] += out[j] == target[j]
+            if previous == "after a wrong code" and regions[j - 1] != regions[j]:
+                # a wrong region ends here: is the next one still copied, or is the rest of the picture lost?
+                after["after a wrong code ending a region", "n"] += 1
+                after["after a wrong code ending a region", "copied"] += out[j] == target[j]
     print(f"{'kind':9s} {'edits':>5s} {'changed':>8s} {'exact':>6s} {'=source':>8s} {'copied':>7s} {'changed right':>14s}")
     for kind, s in sorted(kinds.items()):
         n = s["edits"]
         print(f"{kind:9s} {n:5d} {s['changed'] / n:8.1f} {s['exact'] / n:6.1%} {s['as source'] / n:8.1%} "
               f"{s['copied'] / max(1, s['unchanged']):7.1%} {s['changed right'] / max(1, s['changed']):14.1%}")
-    for previous in ("first code", "after a right code", "after a wrong code"):
+    for previous in ("first code", "after a right code", "after a right changed code", "after a wrong code",
+                     "after a wrong code ending a region"):
         n = after[previous, "n"]
         print(f"unchanged codes {previous}: {n} positions, copied {after[previous, 'copied'] / max(1, n):.1%}")
     print(f"miscopied unchanged codes written as the position's empty-region code: "
