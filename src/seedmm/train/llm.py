@@ -131,9 +131,8 @@ def batch_loss(model, batch: dict[str, torch.Tensor], length_groups: int = 1) ->
     labels = F.pad(batch["labels"], (0, 1), value=-100)[:, 1:]
     weights = (labels != -100) * (1.0 if weights is None else F.pad(weights, (0, 1))[:, 1:])
     lengths = batch["attention_mask"].sum(1)
-    groups = [torch.arange(len(lengths))] if length_groups == 1 else lengths.argsort().tensor_split(length_groups)
     total = 0.0
-    for rows in (g for g in groups if len(g)):
+    for rows in (g for g in lengths.argsort().tensor_split(length_groups) if len(g)):
         width = int(lengths[rows].max())
         logits = model(input_ids=batch["input_ids"][rows, :width],
                        attention_mask=batch["attention_mask"][rows, :width]).logits
