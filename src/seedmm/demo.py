@@ -179,8 +179,10 @@ def chat_section(seed: int) -> tuple[str, str]:
     rows, history = [], []
     for text, truth in script:
         drawing = not isinstance(truth, str)
-        reply = llm.chat(history + [{"role": "user", "content": text}], GenerationOptions(96, force_image=drawing),
-                         seed=seed)
+        # as `seedmm chat` answers by default: a drawing request self-reranked (SeedLlama.respond)
+        reply = llm.chat(history + [{"role": "user", "content": text}],
+                         GenerationOptions(96, force_image=drawing, rerank=TEXT_TO_IMAGE_RERANK,
+                                           candidate_top_p=TEXT_TO_IMAGE_CANDIDATE_TOP_P), seed=seed)
         history = reply.history
         pictures = " ".join(img_tag(i) for i in reply.images)
         if drawing:
