@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections import defaultdict
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 
 from seedmm.checkpoints import shipped
-from seedmm.data.codes import read_code_records
+from seedmm.data.codes import code_records_by_split
 from seedmm.models.llm import SeedLlama
 from seedmm.train.llm import batch_loss, train_all_but_embedding
 from seedmm.train.sft import SftRecipe, sft_mixture
@@ -39,10 +37,7 @@ def main() -> None:
     llm = SeedLlama.from_pretrained(shipped("llm"))
     model = llm.model.train()
     train_all_but_embedding(model)
-    records = defaultdict(list)
-    for record in read_code_records(Path(args.records)):
-        if record["split"] == "train":
-            records[record["task"]].append(record)
+    records = code_records_by_split(args.records)["train"]
     recipe = SftRecipe()
     for stage, stage_recipe in (("VQA stage", replace(recipe, weights={"vqa": 1.0})), ("mixture", recipe)):
         mixture = sft_mixture(llm.tokenizer, records, stage_recipe)

@@ -93,3 +93,11 @@ def pretokenize(in_path: str | os.PathLike, out: str | os.PathLike, tokenizer_di
 def read_code_records(path: str | os.PathLike) -> Iterator[dict]:
     """Yield the metadata dicts (with "codes") of code shards, in shard order."""
     return (sample["meta"] for sample in read_samples(path))
+
+
+def code_records_by_split(path: str | os.PathLike) -> dict[str, dict[str, list[dict]]]:
+    """The code shards' records as {split: {task: [records in shard order]}}."""
+    records: dict[str, dict[str, list[dict]]] = {}
+    for r in read_code_records(path):
+        records.setdefault(r["split"], {}).setdefault(r["task"], []).append(r)
+    return records

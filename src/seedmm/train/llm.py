@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from ..data.codes import pretokenize, read_code_records, tokenizer_fingerprint
+from ..data.codes import code_records_by_split, pretokenize, tokenizer_fingerprint
 from ..data.instructions import instruction_corpus
 from ..data.sequences import build, pad_batch, text_document, world_texts
 from ..data.shards import export_world
@@ -72,10 +72,8 @@ def prepare_data(out: Path, counts: dict[str, dict[str, int]], seed: int, tokeni
             if not have or have["n"] != n or have["seed"] != seed:
                 export_world([task], n, seed, world, split, progress=progress)
     pretokenize(world, out / "codes", tokenizer_dir, progress=progress)
-    records: dict[str, dict] = {split: {} for split in counts}
-    for r in read_code_records(out / "codes"):
-        records[r["split"]].setdefault(r["task"], []).append(r)
-    return records
+    records = code_records_by_split(out / "codes")
+    return {split: records.get(split, {}) for split in counts}
 
 
 class Mixture:
