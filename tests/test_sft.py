@@ -18,8 +18,8 @@ from seedmm.data.instructions import (
 from seedmm.data.sequences import pad_batch
 from seedmm.data.world_samples import make_record
 from seedmm.models.llm import (
-    TOKENS_PER_IMAGE, GenerationOptions, LlamaForCausalLM, MultimodalTokenizer, SeedLlama, preset,
-    train_text_tokenizer,
+    TOKENS_PER_IMAGE, GenerationOptions, ImageSpanConstraint, LlamaForCausalLM, MultimodalTokenizer, SeedLlama,
+    preset, train_text_tokenizer,
 )
 from seedmm.train.llm import batch_loss
 
@@ -110,6 +110,37 @@ def test_edit_loss_weighs_the_changed_codes(tok):
     even = batch_loss(model, pad_batch([(ids, labels, [1.0] * len(ids)), (t2i_ids, t2i_labels)], tok.pad_id))
     weighed = batch_loss(model, pad_batch([(ids, labels, weights), (t2i_ids, t2i_labels)], tok.pad_id))
     assert torch.allclose(plain, even, atol=1e-5) and not torch.allclose(plain, weighed, atol=1e-3)
+
+
+def test_keep_token_writes_an_answer_against_the_image_before_it(tok):
+    keep = MultimodalTokenizer(train_text_tokenizer(instruction_corpus(0, 60), 512), 1024, keep_token=True)
+    assert keep.keep_id == keep.eoi_id + 1 == keep.vocab_size - 1 and tok.keep_id is None
+    source = list(range(32))
+    first = source[:5] + [900, 901] + source[7:]
+    second = first[:20] + [700] + first[21:]
+    turns = [("user", edit_request(source, "make it blue.")), ("assistant", [first]),
+             ("user", ["make it green. Please generation an image."]), ("assistant", [second])]
+    ids, labels = conversation_ids(keep, turns)
+    spans = [ids[p + 1:p + 33] for p, t in enumerate(ids) if t == keep.boi_id]
+    assert spans[0] == keep.image_ids(source)[1:-1]  # the user's image in full
+    assert [j for j, t in enumerate(spans[1]) if t != keep.keep_id] == [5, 6]  # against the source
+    assert [j for j, t in enumerate(spans[2]) if t != keep.keep_id] == [20]  # against the answer before it
+    assert keep.decode(ids).images == [source, first, second]
+    # the weights see a keep token as a copied code; without the keep token the layout is unchanged
+    weights = changed_code_weights(keep, ids, labels, 4.0)
+    assert [ids[p] for p, w in enumerate(weights) if w == 4.0] == [keep.code_offset + c for c in (900, 901, 700)]
+    assert tok.decode(conversation_ids(tok, turns)[0]).images == [source, first, second]
+    # a reply's keeps refer to the conversation's last image; with none, the span is dropped and said so
+    reply = keep.image_ids(second, keep_from=first)
+    assert keep.decode(reply, keep_from=first).images == [second]
+    assert keep.decode(reply).dropped == ["image span with <img_keep> and no image before it to keep codes of"]
+    # generation may write a keep token only inside a span with an image before it
+    constraint = ImageSpanConstraint(keep)
+    rows = [keep.encode("draw") + [keep.boi_id], keep.encode([source, "edit"]) + [keep.boi_id]]
+    rows = torch.tensor([[keep.pad_id] * (40 - len(r)) + r for r in rows])
+    allowed = torch.isfinite(constraint(rows, torch.zeros(2, keep.vocab_size)))
+    assert allowed[:, keep.code_offset:keep.code_offset + 1024].all()
+    assert not allowed[0, keep.keep_id] and allowed[1, keep.keep_id]
 
 
 def test_length_groups_give_the_same_loss_and_gradients(tok):
@@ -229,12 +260,17 @@ def test_tiny_instruction_tuning_run_writes_a_loadable_adapter(llm_dir, tmp_path
     assert (path / "adapter_config.json").is_file() and json.loads((path / "seedmm.json").read_text())["instruction_tuned"]
     tuned, base = SeedLlama.from_pretrained(path), SeedLlama.from_pretrained(llm_dir)
     assert tuned.instruction_tuned and type(tuned.model).__name__ == "LlamaForCausalLM"
-    changed = {k for k, v in base.model.state_dict().items() if not torch.equal(v, tuned.model.state_dict()[k])}
+    assert tuned.tokenizer.keep_id == base.tokenizer.vocab_size  # the SFT added `<img_keep>`, stored beside the adapter
+    vocab = tuned.model.get_input_embeddings().weight
+    assert vocab.shape[0] == tuned.tokenizer.vocab_size and vocab[tuned.tokenizer.keep_id].abs().sum() > 0
+    changed = {k for k, v in base.model.state_dict().items()
+               if not torch.equal(v, tuned.model.state_dict()[k][:len(v)])}  # the base vocabulary's rows
     if tuning == "lora":
         assert changed and all("proj" in k for k in changed)  # LoRA merged into the projections only
     else:  # everything but the embedding
         assert "lm_head.weight" in changed and "model.norm.weight" in changed and "model.layers.0.mlp.up_proj.weight" in changed
         assert "model.embed_tokens.weight" not in changed
+    base.model.resize_token_embeddings(tuned.tokenizer.vocab_size)  # peft's way with added tokens
     assert isinstance(PeftModel.from_pretrained(base.model, str(path)), PeftModel)
     again = train_sft(tmp_path / "run", llm_dir, None, recipe, progress=False)  # the LLM's tokenizer; resumes: done
     assert torch.equal(SeedLlama.from_pretrained(again).model.lm_head.weight, tuned.model.lm_head.weight)

@@ -44,21 +44,31 @@ SOURCE = {"t2i": "caption", "caption": "caption", "vqa": "vqa", "edit": "edit", 
 
 def conversation_ids(tok, turns, generation_prompt: bool = False) -> tuple[list[int], list[int]]:
     """(ids, labels) of a conversation; labels are −100 except on assistant answers. With
-    `generation_prompt`, the conversation ends with a user turn whose `ASSISTANT:` opens the reply."""
+    `generation_prompt`, the conversation ends with a user turn whose `ASSISTANT:` opens the reply.
+    With a keep token in `tok`, an answer's image is written against the image before it in the
+    conversation (`MultimodalTokenizer.image_ids`); the user's images are always written in full."""
     ids, labels = [tok.bos_id], [-100]
+    previous = None
     for role, parts in turns:
         if role == "user":
             segment = tok.encode([USER, *parts, ASSISTANT], bos=False)
             labels += [-100] * len(segment)
         elif role == "assistant":
-            segment = tok.encode(list(parts), bos=False, eos=True)
+            segment = tok.encode(list(parts), bos=False, eos=True, keep_from=previous)
             labels += segment
         else:
             raise ValueError(f"a turn's role is 'user' or 'assistant', got {role!r}")
         ids += segment
+        previous = last_image([(role, parts)]) or previous
     if generation_prompt and (not turns or turns[-1][0] != "user"):
         raise ValueError("a generation prompt ends with a user turn")
     return ids, labels
+
+
+def last_image(turns) -> list[int] | None:
+    """The codes of the conversation's last image (what a reply's keep tokens refer to), None if none."""
+    images = [part for _, parts in turns for part in parts if not isinstance(part, str)]
+    return list(images[-1]) if images else None
 
 
 def changed_code_weights(tok, ids: list[int], labels: list[int], weight: float,
@@ -69,7 +79,8 @@ def changed_code_weights(tok, ids: list[int], labels: list[int], weight: float,
     source's, which the model learns first; unweighted, the few codes that carry the change are a
     sixth of an edit answer's loss. With `blank` (the codes of an empty canvas), copied codes of a
     region that holds an object weigh `kept_object_weight`: an empty region has one code pattern,
-    seen in nearly every picture, and the model wrote it over objects it was told to keep."""
+    seen in nearly every picture, and the model wrote it over objects it was told to keep. A keep
+    token is a copied code."""
     weights = [1.0] * len(ids)
     previous, start = None, None
     for p, t in enumerate(ids):
@@ -78,6 +89,7 @@ def changed_code_weights(tok, ids: list[int], labels: list[int], weight: float,
         elif t == tok.eoi_id and start is not None:
             span = ids[start:p]
             if previous is not None and len(previous) == len(span):
+                span = [previous[j] if code == tok.keep_id else code for j, code in enumerate(span)]
                 for j, code in enumerate(span):
                     if labels[start + j] == -100:
                         continue

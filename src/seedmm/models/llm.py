@@ -3,6 +3,8 @@
 Vocabulary, laid out exactly as SEED-LLaMA's: the text tokenizer's ids [0, V), then the code tokens
 `<img_00000>`…`<img_{N−1}>` at V…V+N−1, then `<img>` (V+N) and `</img>` (V+N+1). An image in a
 sequence is `<img>` + 32 code tokens + `</img>`. Official 8B/14B: V 32000, N 8192 → 40194 ids.
+An SFT with `SftRecipe.keep_token` adds `<img_keep>` (V+N+2): in an answer's image, the code at the
+same index of the image before it (the shipped tiny SEED-LLaMA-I has it; official checkpoints do not).
 
 Generation runs through transformers' `generate` (KV cache, greedy / sampling / beam) with two
 logits processors of ours: `ImageSpanConstraint` (after `<img>` only codes, exactly 32, then
@@ -25,11 +27,13 @@ from ..checkpoints import (
     DRAWINGS_PER_IMAGE, TEXT_TO_IMAGE_CANDIDATE_TOP_P, TEXT_TO_IMAGE_GUIDANCE, TEXT_TO_IMAGE_RERANK,
 )
 from ..data.instructions import (
-    caption_request, conversation_ids, edit_request, question_request, requested_caption, t2i_request,
+    caption_request, conversation_ids, edit_request, last_image, question_request, requested_caption,
+    t2i_request,
 )
 
 IMAGE_TOKEN = "<img_{:05d}>"
 BOI, EOI = "<img>", "</img>"
+KEEP = "<img_keep>"
 TOKENS_PER_IMAGE = 32
 PRESETS = ("shapes-tiny", "seed-llama-8b", "seed-llama-14b")
 
@@ -89,9 +93,10 @@ class Decoded:
 
 
 class MultimodalTokenizer:
-    """A transformers text tokenizer with SEED's image tokens appended after its text vocabulary."""
+    """A transformers text tokenizer with SEED's image tokens appended after its text vocabulary, and
+    optionally a keep token after `</img>` (beyond the papers; `keep_token`, below)."""
 
-    def __init__(self, text_tokenizer, num_image_codes: int):
+    def __init__(self, text_tokenizer, num_image_codes: int, keep_token: bool = False):
         self.text = text_tokenizer
         self.num_image_codes = num_image_codes
         names = [IMAGE_TOKEN.format(i) for i in range(num_image_codes)] + [BOI, EOI]
@@ -110,45 +115,63 @@ class MultimodalTokenizer:
         self.boi_id, self.eoi_id = expected[2], expected[3]
         self.bos_id, self.eos_id = text_tokenizer.bos_token_id, text_tokenizer.eos_token_id
         self.pad_id = text_tokenizer.pad_token_id if text_tokenizer.pad_token_id is not None else text_tokenizer.unk_token_id
+        # The keep token (an SFT option, `SftRecipe.keep_token`): in an answer's image, "the code at this
+        # index of the image before it in the conversation". An edited picture is mostly its source's
+        # codes; written out, every kept code is a choice among 1,024, and the model wrote the common
+        # empty-region code over objects it was told to keep; `<img_keep>` makes keeping one choice.
+        if keep_token and text_tokenizer.convert_tokens_to_ids(KEEP) in (None, text_tokenizer.unk_token_id):
+            text_tokenizer.add_tokens([KEEP], special_tokens=True)
+        keep_id = text_tokenizer.convert_tokens_to_ids(KEEP)
+        self.keep_id = None if keep_id in (None, text_tokenizer.unk_token_id) else keep_id
+        if self.keep_id not in (None, self.eoi_id + 1):
+            raise ValueError(f"{KEEP} is id {self.keep_id}, expected {self.eoi_id + 1} (right after {EOI})")
 
     @property
     def vocab_size(self) -> int:
-        return self.text_vocab_size + self.num_image_codes + 2
+        return self.text_vocab_size + self.num_image_codes + 2 + (self.keep_id is not None)
 
     def is_code(self, token_id: int) -> bool:
         return self.code_offset <= token_id < self.code_offset + self.num_image_codes
 
     # ------------------------------------------------------------ encoding
-    def image_ids(self, codes) -> list[int]:
+    def image_ids(self, codes, keep_from=None) -> list[int]:
+        """`<img>` + 32 code tokens + `</img>`; with `keep_from` (the codes of the image before this one)
+        and a keep token, each code equal to `keep_from`'s at its index is written `<img_keep>`."""
         codes = [int(c) for c in (codes.tolist() if isinstance(codes, torch.Tensor) else codes)]
         if len(codes) != TOKENS_PER_IMAGE or min(codes) < 0 or max(codes) >= self.num_image_codes:
             raise ValueError(f"an image is {TOKENS_PER_IMAGE} codes in [0, {self.num_image_codes}), got {len(codes)} "
                              f"codes in [{min(codes, default=0)}, {max(codes, default=0)}]")
-        return [self.boi_id, *(self.code_offset + c for c in codes), self.eoi_id]
+        kept = [False] * len(codes) if keep_from is None or self.keep_id is None else \
+            [int(c) == int(k) for c, k in zip(codes, keep_from, strict=True)]
+        return [self.boi_id, *(self.keep_id if k else self.code_offset + c for c, k in zip(codes, kept)), self.eoi_id]
 
     def image_span_text(self, codes) -> str:
         """The official string form of an image, `<img><img_00012>…</img>`."""
         return "".join(self.text.convert_ids_to_tokens(self.image_ids(codes)))
 
-    def encode(self, parts, bos: bool = True, eos: bool = False) -> list[int]:
+    def encode(self, parts, bos: bool = True, eos: bool = False, keep_from=None) -> list[int]:
         """Interleaved parts (text strings; images as 32 codes) → ids. A string may itself contain
-        official `<img><img_…>…</img>` spans: they map onto the same ids."""
+        official `<img><img_…>…</img>` spans: they map onto the same ids. With `keep_from` (the codes of
+        the image before these parts), images are written with keep tokens against the image before each."""
         ids = [self.bos_id] if bos else []
         for part in ([parts] if isinstance(parts, str) else parts):
             if isinstance(part, str):
                 ids += self.text.encode(part, add_special_tokens=False) if part else []
             else:
-                ids += self.image_ids(part)
+                ids += self.image_ids(part, keep_from)
+                keep_from = part if keep_from is not None else None
         return ids + ([self.eos_id] if eos else [])
 
     # ------------------------------------------------------------ decoding
-    def decode(self, ids) -> Decoded:
+    def decode(self, ids, keep_from=None) -> Decoded:
         """Ids → text and images. A span is kept only if `<img>` is followed by exactly 32 codes and
         `</img>` (the SEED demo's rule); anything else is dropped and reported. `<s>`, `</s>` and
-        padding are not text."""
+        padding are not text. Keep tokens take the code at their index of the image before their span
+        (`keep_from` for the first: the last image of the conversation the ids answer)."""
         ids = [int(i) for i in (ids.tolist() if isinstance(ids, torch.Tensor) else ids)]
         out, text, i = Decoded(), [], 0
         skip = {self.bos_id, self.eos_id, self.pad_id}
+        in_span = lambda t: self.is_code(t) or t == self.keep_id  # noqa: E731
 
         def flush():
             if text:
@@ -159,18 +182,24 @@ class MultimodalTokenizer:
             t = ids[i]
             if t == self.boi_id:
                 j = i + 1
-                while j < len(ids) and self.is_code(ids[j]):
+                while j < len(ids) and in_span(ids[j]):
                     j += 1
                 n = j - i - 1
                 closed = j < len(ids) and ids[j] == self.eoi_id
-                if closed and n == TOKENS_PER_IMAGE:
+                keeps = self.keep_id is not None and self.keep_id in ids[i + 1:j]
+                if closed and n == TOKENS_PER_IMAGE and not (keeps and keep_from is None):
                     flush()
-                    out.parts.append([c - self.code_offset for c in ids[i + 1:j]])
+                    codes = [keep_from[k] if c == self.keep_id else c - self.code_offset
+                             for k, c in enumerate(ids[i + 1:j])]
+                    out.parts.append(codes)
+                    keep_from = codes
+                elif closed and n == TOKENS_PER_IMAGE:
+                    out.dropped.append(f"image span with {KEEP} and no image before it to keep codes of")
                 else:
                     out.dropped.append(f"image span with {n} codes{'' if closed else ', not closed'} "
                                        f"(an image is {TOKENS_PER_IMAGE} codes)")
                 i = j + 1 if closed else j
-            elif t == self.eoi_id or self.is_code(t):
+            elif t == self.eoi_id or in_span(t):
                 out.dropped.append(f"{'</img>' if t == self.eoi_id else 'image code'} outside an image span")
                 i += 1
             else:
@@ -225,7 +254,8 @@ def image_span_state(input_ids: torch.Tensor, tok: MultimodalTokenizer) -> torch
 
 
 class ImageSpanConstraint(LogitsProcessor):
-    """Inside a span: only code tokens until 32, then only `</img>`. Outside: no codes, no `</img>`."""
+    """Inside a span: only code tokens until 32, then only `</img>`. Outside: no codes, no `</img>`.
+    The keep token, if the tokenizer has one, counts as a code inside a span that has an image before it."""
 
     def __init__(self, tok: MultimodalTokenizer):
         self.tok = tok
@@ -240,6 +270,8 @@ class ImageSpanConstraint(LogitsProcessor):
         allowed[outside, self.tok.eoi_id] = False
         allowed[filling, lo:hi] = True
         allowed[full, self.tok.eoi_id] = True
+        if self.tok.keep_id is not None:  # inside a span, an `</img>` in the row closed an image before it
+            allowed[:, self.tok.keep_id] = filling & (input_ids == self.tok.eoi_id).any(1)
         return scores.masked_fill(~allowed, float("-inf"))
 
 
@@ -326,6 +358,9 @@ class SeedLlama:
             if base is None:
                 raise FileNotFoundError(f"the adapter at {str(directory)!r} names no base SEED-LLaMA that exists")
             llm = cls.from_pretrained(base, image_tokenizer, detokenizer, device)
+            if (directory / "tokenizer_config.json").is_file():  # the SFT added tokens (`<img_keep>`)
+                llm.tokenizer = MultimodalTokenizer.from_pretrained(directory, llm.tokenizer.num_image_codes)
+                llm.model.resize_token_embeddings(llm.tokenizer.vocab_size, mean_resizing=False)  # rows: the adapter's
             with warnings.catch_warnings():  # peft calls a transformers method deprecated in v5
                 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
                 llm.model = PeftModel.from_pretrained(llm.model, str(directory)).merge_and_unload().eval()
@@ -341,6 +376,19 @@ class SeedLlama:
                         "detokenizer": detokenizer or _find_part(directory, meta.get("detokenizer"), "detokenizer"),
                         "image_tokenizer_blake2b": meta.get("image_tokenizer_blake2b")}
         return llm
+
+    def add_keep_token(self, seed: int = 0) -> None:
+        """Adds `<img_keep>` to the vocabulary (MultimodalTokenizer): its input embedding drawn at the
+        scale of the others (seeded), its output row zero; SFT teaches when to write it."""
+        if self.tokenizer.keep_id is not None:
+            return
+        self.tokenizer = MultimodalTokenizer(self.tokenizer.text, self.tokenizer.num_image_codes, keep_token=True)
+        self.model.resize_token_embeddings(self.tokenizer.vocab_size, mean_resizing=False)
+        with torch.no_grad():
+            embedding = self.model.get_input_embeddings().weight
+            row = torch.randn(embedding.shape[1], generator=torch.Generator().manual_seed(seed))
+            embedding[self.tokenizer.keep_id] = row * embedding[:self.tokenizer.keep_id].std()
+            self.model.get_output_embeddings().weight[self.tokenizer.keep_id] = 0
 
     def source(self, name: str) -> Path:
         """The directory "image_tokenizer" or "detokenizer" is (or will be) loaded from."""
@@ -424,7 +472,7 @@ class SeedLlama:
         rest = [i for i in range(len(conversations)) if replies[i] is None]
         prompts = [conversation_ids(self.tokenizer, conversations[i], generation_prompt=True)[0] for i in rest]
         for i, r in zip(rest, self.generate_ids(prompts, replace(o, rerank=1)) if rest else []):
-            replies[i] = self.tokenizer.decode(r)
+            replies[i] = self.tokenizer.decode(r, keep_from=last_image(conversations[i]))
         return replies
 
     def conversation(self, messages: list[dict]) -> list:
