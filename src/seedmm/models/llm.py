@@ -159,7 +159,8 @@ class MultimodalTokenizer:
                 ids += self.text.encode(part, add_special_tokens=False) if part else []
             else:
                 ids += self.image_ids(part, keep_from)
-                keep_from = part if keep_from is not None else None
+                if keep_from is not None:  # the next image keeps against this one
+                    keep_from = part
         return ids + ([self.eos_id] if eos else [])
 
     # ------------------------------------------------------------ decoding
