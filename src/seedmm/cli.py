@@ -497,7 +497,8 @@ def cmd_train_sft(args) -> None:
     _require_tiny_preset(args.preset, "instruction-tune a full-size model with the Python API")
     llm_dir = _given_or_shipped(args.llm, "llm")
     try:
-        path = train_sft(args.out, llm_dir, args.tokenizer, SftRecipe(seed=args.seed, tuning=args.tuning), progress=not args.quiet)
+        recipe = SftRecipe(seed=args.seed, tuning=args.tuning, keep_token=args.keep_token)
+        path = train_sft(args.out, llm_dir, args.tokenizer, recipe, progress=not args.quiet)
     except (FileNotFoundError, ValueError) as e:
         raise UsageError(str(e)) from None
     print(f"SEED-LLaMA-I adapter written to {path}")
@@ -687,6 +688,9 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--tuning", choices=("full", "lora"), default="full",
                     help="full: every weight but the embedding, stored as a rank-64 adapter (default); "
                          "lora: the paper's LoRA r 16")
+    ts.add_argument("--no-keep-token", dest="keep_token", action="store_false",
+                    help="answers write every code of their pictures, the paper's layout (default: copied codes "
+                         "as <img_keep>)")
     ts.add_argument("--llm", help="pretrained SEED-LLaMA to tune (default: shipped)")
     ts.add_argument("--tokenizer", help="frozen image tokenizer (default: the one the LLM was trained on; "
                                         "another is refused)")
