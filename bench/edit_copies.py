@@ -11,8 +11,11 @@ with the source's and the target's codes at its position.
                  are whole regions, not a picture lost from its first wrong code on
     empty        how many of the wrongly copied codes are the position's empty-region code (the code
                  of an empty canvas there): objects the instruction did not name, erased
+    cells        (--draw) the pictures drawn as `eval sft` draws them and read back: per kind, the
+                 cells the edit changes drawn right and the cells it leaves drawn right; and what
+                 became of a left cell drawn wrong (its object erased or altered, an object put there)
 
-    .venv/bin/python bench/edit_copies.py [--llm DIR] [--n 200]
+    .venv/bin/python bench/edit_copies.py [--llm DIR] [--n 200] [--beams K] [--draw]
 """
 
 from __future__ import annotations
@@ -22,10 +25,38 @@ from collections import Counter, defaultdict
 
 import torch
 
-from seedmm.checkpoints import shipped
+from seedmm.checkpoints import DRAWINGS_PER_IMAGE, shipped
 from seedmm.eval.sft import batched, coded_records
 from seedmm.models.llm import GenerationOptions, SeedLlama
 from seedmm.train.sft import blank_canvas_codes
+from seedmm.world.judge import read_scene
+from seedmm.world.scene import Scene
+
+
+def cell_report(llm: SeedLlama, edits: list[dict], written: list) -> None:
+    """Draw the written codes, read the pictures back, and compare them with the target cell by cell."""
+    pictures = batched(lambda c: llm.draw_optional(c, steps=25, seed=0, drawings=DRAWINGS_PER_IMAGE), written, 50)
+    kinds, left_wrong = defaultdict(Counter), Counter()
+    for m, picture in zip(edits, pictures):
+        source, target = ({o.cell: (o.colour, o.shape, o.size) for o in Scene.from_dict(s).objects} for s in m["scenes"])
+        drawn = {o.cell: (o.colour, o.shape, o.size) for o in read_scene(picture).objects} if picture else None
+        s = kinds[m["kind"]]
+        s["edits"] += 1
+        if drawn is None:
+            continue
+        changed = {c for c in source.keys() | target.keys() if source.get(c) != target.get(c)}
+        left = (source.keys() | target.keys() | drawn.keys()) - changed
+        s["exact"] += drawn == target
+        s["changed right"] += all(drawn.get(c) == target.get(c) for c in changed)
+        s["left right"] += all(drawn.get(c) == target.get(c) for c in left)
+        for c in left:
+            if drawn.get(c) != target.get(c):
+                left_wrong["erased" if c not in drawn else "put there" if c not in target else "altered"] += 1
+    print(f"{'kind':9s} {'edits':>5s} {'exact':>6s} {'changed cells right':>20s} {'left cells right':>17s}")
+    for kind, s in sorted(kinds.items()):
+        n = s["edits"]
+        print(f"{kind:9s} {n:5d} {s['exact'] / n:6.1%} {s['changed right'] / n:20.1%} {s['left right'] / n:17.1%}")
+    print("left cells drawn wrong: " + ", ".join(f"{k} {v}" for k, v in left_wrong.most_common()))
 
 
 def main() -> None:
@@ -33,6 +64,7 @@ def main() -> None:
     parser.add_argument("--llm", default=None, help="instruction-tuned SEED-LLaMA (default: shipped llm-sft)")
     parser.add_argument("--n", type=int, default=200, help="held-out edit records (default 200)")
     parser.add_argument("--beams", type=int, default=1, help="beam search width (default 1: greedy, as eval sft)")
+    parser.add_argument("--draw", action="store_true", help="also draw the edits and judge them cell by cell")
     args = parser.parse_args()
     torch.set_num_threads(2)
     llm = SeedLlama.from_pretrained(args.llm or shipped("llm-sft"))
@@ -84,6 +116,8 @@ def main() -> None:
         print(f"unchanged codes {previous}: {n} positions, copied {after[previous, 'copied'] / max(1, n):.1%}")
     print(f"miscopied unchanged codes written as the position's empty-region code: "
           f"{after['miscopied as empty'] / max(1, after['miscopied']):.1%} of {after['miscopied']}")
+    if args.draw:
+        cell_report(llm, edits, written)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ import torch
 
 from seedmm.checkpoints import shipped
 from seedmm.data.instructions import (
-    ASSISTANT, BUILDERS, COMPOSE_KINDS, SOURCE, changed_code_weights, compose, conversation_ids, edit_request,
-    instruction_corpus, question_request,
+    ASSISTANT, BUILDERS, COMPOSE_KINDS, SOURCE, TASK_WEIGHTS, changed_code_weights, compose, conversation_ids,
+    edit_request, instruction_corpus, question_request,
 )
 from seedmm.data.sequences import pad_batch
 from seedmm.data.world_samples import make_record
@@ -253,9 +253,9 @@ def test_tiny_instruction_tuning_run_writes_a_loadable_adapter(llm_dir, tmp_path
 
     recipe = SftRecipe(records={t: 6 for t in ("caption", "vqa", "edit", "story", "video", "compose")},
                        val_records=2, batch_tokens=512, loop=LoopConfig(steps=3, warmup=1, lr=1e-2), tuning=tuning,
-                       vqa_first_steps=2)
+                       vqa_first_steps=2, edit_tail_steps=2)
     path = train_sft(tmp_path / "run", llm_dir, shipped("tokenizer"), recipe, progress=False)
-    for stage, steps in (("sft-vqa", 2), ("sft", 3)):  # VQA alone first, then the mixture
+    for stage, steps in (("sft-vqa", 2), ("sft", 3), ("sft-edit-tail", 2)):  # VQA alone, the mixture, its edit tail
         assert json.loads((tmp_path / "run" / stage / "last" / "state.json").read_text())["step"] == steps
     assert (path / "adapter_config.json").is_file() and json.loads((path / "seedmm.json").read_text())["instruction_tuned"]
     tuned, base = SeedLlama.from_pretrained(path), SeedLlama.from_pretrained(llm_dir)
@@ -283,6 +283,18 @@ def test_tiny_instruction_tuning_run_writes_a_loadable_adapter(llm_dir, tmp_path
     with pytest.raises(ValueError, match="not the one this LLM was trained on"):
         train_sft(tmp_path / "refused", other, shipped("tokenizer"), recipe, progress=False)
     assert not (tmp_path / "refused" / "codes").exists()
+
+
+def test_the_edit_tail_draws_its_share_of_edits_and_the_rest_as_the_mixture():
+    from seedmm.train.sft import SftRecipe, edit_tail_weights
+
+    tail = edit_tail_weights(TASK_WEIGHTS, 0.5)
+    assert list(tail) == list(TASK_WEIGHTS) and sum(tail.values()) == pytest.approx(1.0)
+    assert tail["edit"] == pytest.approx(0.5 + 0.5 * TASK_WEIGHTS["edit"])
+    assert tail["vqa"] / tail["caption"] == pytest.approx(TASK_WEIGHTS["vqa"] / TASK_WEIGHTS["caption"])
+    assert edit_tail_weights({"vqa": 2.0}, 1.0) == {"vqa": 0.0, "edit": 1.0}  # edits alone
+    with pytest.raises(ValueError, match="share of edits"):
+        SftRecipe(edit_tail_steps=10, edit_tail_share=1.5)
 
 
 def test_a_fine_tune_of_low_rank_is_stored_exactly_as_a_lora_adapter(llm_dir):

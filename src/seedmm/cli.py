@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 from .checkpoints import (
@@ -497,7 +498,12 @@ def cmd_train_sft(args) -> None:
     _require_tiny_preset(args.preset, "instruction-tune a full-size model with the Python API")
     llm_dir = _given_or_shipped(args.llm, "llm")
     try:
-        recipe = SftRecipe(seed=args.seed, tuning=args.tuning, keep_token=args.keep_token)
+        recipe = SftRecipe(seed=args.seed, tuning=args.tuning, keep_token=args.keep_token,
+                           edit_tail_steps=args.edit_tail_steps, edit_tail_share=args.edit_tail_share)
+        if args.mixture_steps is not None:
+            if args.mixture_steps < 1:
+                raise ValueError(f"--mixture-steps is a number of steps >= 1, not {args.mixture_steps}")
+            recipe.loop = replace(recipe.loop, steps=args.mixture_steps)
         path = train_sft(args.out, llm_dir, args.tokenizer, recipe, progress=not args.quiet)
     except (FileNotFoundError, ValueError) as e:
         raise UsageError(str(e)) from None
@@ -691,6 +697,11 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--no-keep-token", dest="keep_token", action="store_false",
                     help="answers write every code of their pictures, the paper's layout (default: copied codes "
                          "as <img_keep>)")
+    ts.add_argument("--mixture-steps", type=int, help="steps of the task mixture (default 1000; LoRA 900)")
+    ts.add_argument("--edit-tail-steps", type=int, default=0,
+                    help="a last stage of this many steps in which --edit-tail-share of the batches are edits "
+                         "(default 0, off: it buys edits with captions and compositions, README)")
+    ts.add_argument("--edit-tail-share", type=float, default=0.5, help="the edit tail's share of edits (default 0.5)")
     ts.add_argument("--llm", help="pretrained SEED-LLaMA to tune (default: shipped)")
     ts.add_argument("--tokenizer", help="frozen image tokenizer (default: the one the LLM was trained on; "
                                         "another is refused)")
