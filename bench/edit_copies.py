@@ -33,13 +33,17 @@ from seedmm.world.judge import read_scene
 from seedmm.world.scene import Scene
 
 
+def cells(scene: Scene) -> dict[int, tuple[str, str, str]]:
+    return {o.cell: (o.colour, o.shape, o.size) for o in scene.objects}
+
+
 def cell_report(llm: SeedLlama, edits: list[dict], written: list) -> None:
     """Draw the written codes, read the pictures back, and compare them with the target cell by cell."""
     pictures = batched(lambda c: llm.draw_optional(c, steps=25, seed=0, drawings=DRAWINGS_PER_IMAGE), written, 50)
     kinds, left_wrong = defaultdict(Counter), Counter()
     for m, picture in zip(edits, pictures):
-        source, target = ({o.cell: (o.colour, o.shape, o.size) for o in Scene.from_dict(s).objects} for s in m["scenes"])
-        drawn = {o.cell: (o.colour, o.shape, o.size) for o in read_scene(picture).objects} if picture else None
+        source, target = (cells(Scene.from_dict(s)) for s in m["scenes"])
+        drawn = cells(read_scene(picture)) if picture else None
         s = kinds[m["kind"]]
         s["edits"] += 1
         if drawn is None:

@@ -150,6 +150,7 @@ def train_sft(out: str | Path, llm_dir: str | Path, tokenizer_dir: str | Path | 
         blank = blank_canvas_codes(llm.component("image_tokenizer"))
     val = validation_batch(llm.tokenizer, records["val"], recipe)
     validate = lambda: {"val_loss": float(batch_loss(model, val))}  # noqa: E731
+
     def stage(suffix: str, weights: dict, steps: int) -> None:
         """`steps` batches of the task mixture `weights`, checkpointed in OUT/sft{suffix}."""
         batches = sft_mixture(llm.tokenizer, records["train"], replace(recipe, weights=weights), blank, f"sft{suffix}")
