@@ -165,6 +165,31 @@ def test_length_groups_give_the_same_loss_and_gradients(tok):
             assert torch.allclose(grad, results[0][1], atol=1e-6, rtol=1e-4)
 
 
+def test_mixed_batches_mix_the_tasks_and_weigh_each_by_its_weight(tok):
+    # a mixed batch's loss is the weighted mean of each task's own loss, not a token mean that the
+    # long answers (edits, conversations) would take over
+    from seedmm.train.sft import SftRecipe, sft_mixture
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(preset("shapes-tiny").llama_config(tok.text_vocab_size))
+    weights = {"vqa": 0.5, "edit": 0.3, "caption": 0.2}
+    records = {SOURCE[kind]: [_record(SOURCE[kind], i) for i in range(6)] for kind in weights}
+    recipe = SftRecipe(weights=weights, batch_tokens=1200, mixed_batches=True)
+    mixed = sft_mixture(tok, records, recipe)
+    step = next(s for s in range(20) if set(mixed.draw(s)[0]) == set(weights))  # a batch with every task
+    kinds, items = mixed.draw(step)
+    batch = mixed(step)
+    assert batch["input_ids"].shape[0] == len(kinds) and sum(len(ids) for ids, _, _ in items) >= 1200
+    per_kind = {kind: float(batch_loss(model, pad_batch([s for s, k in zip(items, kinds) if k == kind], tok.pad_id)))
+                for kind in weights}
+    expected = sum(weights[k] * per_kind[k] for k in weights) / sum(weights.values())
+    assert float(batch_loss(model, batch, 3)) == pytest.approx(expected, rel=1e-4)
+    share = {kind: float(batch["loss_weights"][[i for i, k in enumerate(kinds) if k == kind]].sum()) for kind in weights}
+    assert share == pytest.approx(weights)  # the short VQA answers weigh 0.5 of the loss, the long edits 0.3
+    one_task = sft_mixture(tok, records, SftRecipe(weights={"vqa": 1.0}, batch_tokens=1200, mixed_batches=True))
+    assert not one_task.mixed and len(one_task(0)["input_ids"]) == one_task.batch["vqa"]
+
+
 def test_compose_answers_with_the_union_of_both_scenes():
     record = _record("compose", 5)
     scenes = record["scenes"]

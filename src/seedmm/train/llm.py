@@ -77,26 +77,58 @@ def prepare_data(out: Path, counts: dict[str, dict[str, int]], seed: int, tokeni
 
 
 class Mixture:
-    """Batch s of a stage: a kind drawn by weight, then items of that kind drawn uniformly; a pure
-    function of (seed, stage, s). `make(kind, index, rng)` builds one sequence (ids, or (ids, labels));
-    each kind's batch size fills `batch_tokens` at its typical length, so batches bucket by length."""
+    """Batch s of a stage: a pure function of (seed, stage, s). `make(kind, index, rng)` builds one
+    sequence (ids, (ids, labels) or (ids, labels, loss weights)).
+    By kind (the default): a kind drawn by weight, then items of that kind drawn uniformly; each kind's
+    batch size fills `batch_tokens` at its typical length, so batches bucket by length.
+    `mixed`: every item's kind drawn by weight until the batch holds `batch_tokens`, the loss weighed
+    so each kind counts by its weight (`task_balanced`): the gradient by-kind batches give on average,
+    without a whole step spent on one task. With one kind the two are the same batches."""
 
     def __init__(self, make, pool_sizes: dict[str, int], weights: dict[str, float], batch_tokens: int,
-                 pad_id: int, name: str):
-        self.make, self.pad_id, self.name = make, pad_id, name
+                 pad_id: int, name: str, mixed: bool = False):
+        self.make, self.pad_id, self.name, self.batch_tokens = make, pad_id, name, batch_tokens
         self.weights = {k: w for k, w in weights.items() if w > 0}
         self.pool_sizes = pool_sizes
+        self.mixed = mixed and len(self.weights) > 1
         rng = random.Random(0)
         self.batch = {}
         for kind in self.weights:
             lengths = [len(_ids(make(kind, i % pool_sizes[kind], rng))) for i in range(32)]
             self.batch[kind] = max(1, batch_tokens * len(lengths) // sum(lengths))
 
-    def __call__(self, step: int) -> dict[str, torch.Tensor]:
+    def draw(self, step: int) -> tuple[list[str], list]:
+        """Batch `step` unpadded: the kind of each sequence, and the sequences."""
         rng = random.Random(f"{self.name}/{step}")
-        kind = rng.choices(list(self.weights), weights=list(self.weights.values()))[0]
-        return pad_batch([self.make(kind, rng.randrange(self.pool_sizes[kind]), rng)
-                          for _ in range(self.batch[kind])], self.pad_id)
+        pick = lambda: rng.choices(list(self.weights), weights=list(self.weights.values()))[0]  # noqa: E731
+        if not self.mixed:
+            kind = pick()
+            kinds = [kind] * self.batch[kind]
+            return kinds, [self.make(kind, rng.randrange(self.pool_sizes[kind]), rng) for _ in kinds]
+        kinds, items, tokens = [], [], 0
+        while tokens < self.batch_tokens:
+            kinds.append(pick())
+            items.append(self.make(kinds[-1], rng.randrange(self.pool_sizes[kinds[-1]]), rng))
+            tokens += len(_ids(items[-1]))
+        return kinds, items
+
+    def __call__(self, step: int) -> dict[str, torch.Tensor]:
+        kinds, items = self.draw(step)
+        batch = pad_batch(items, self.pad_id)
+        return task_balanced(batch, kinds, self.weights) if self.mixed else batch
+
+
+def task_balanced(batch: dict[str, torch.Tensor], kinds: list[str], weights: dict[str, float]) -> dict[str, torch.Tensor]:
+    """`batch` (row i of kind `kinds[i]`) with loss weights under which `batch_loss` is Σ_k w_k·L_k / Σ_k w_k
+    over the kinds present, L_k the kind's own (weighted) token mean. A plain token mean would hand the
+    gradient to the long answers: in the SFT mixture conversations and edits took 62% of it, VQA 5%."""
+    loss_weights = (batch["labels"] != -100) * batch.get("loss_weights", 1.0)
+    present = set(kinds)
+    total = sum(weights[k] for k in present)
+    for kind in present:
+        rows = torch.tensor([i for i, k in enumerate(kinds) if k == kind])
+        loss_weights[rows] *= weights[kind] / total / loss_weights[rows].sum()
+    return batch | {"loss_weights": loss_weights}
 
 
 def _ids(sequence) -> list[int]:
