@@ -92,8 +92,8 @@ class Mixture:
         self.pool_sizes = pool_sizes
         self.mixed = mixed and len(self.weights) > 1
         rng = random.Random(0)
-        self.batch = {}
-        for kind in self.weights:
+        self.batch = {}  # by kind only: a mixed batch fills `batch_tokens` as it is drawn
+        for kind in () if self.mixed else self.weights:
             lengths = [len(_ids(make(kind, i % pool_sizes[kind], rng))) for i in range(32)]
             self.batch[kind] = max(1, batch_tokens * len(lengths) // sum(lengths))
 
