@@ -322,6 +322,15 @@ def test_the_edit_tail_draws_its_share_of_edits_and_the_rest_as_the_mixture():
         SftRecipe(edit_tail_steps=10, edit_tail_share=1.5)
 
 
+def test_a_mixture_of_no_steps_is_refused_before_any_data_is_made(tmp_path):
+    from seedmm.train.loop import LoopConfig
+    from seedmm.train.sft import SftRecipe, train_sft
+
+    with pytest.raises(ValueError, match="number of steps >= 1"):
+        train_sft(tmp_path / "run", shipped("llm"), recipe=SftRecipe(loop=LoopConfig(steps=0)), progress=False)
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_fine_tune_of_low_rank_is_stored_exactly_as_a_lora_adapter(llm_dir):
     from seedmm.train.sft import lora_from_finetune
 

@@ -502,8 +502,6 @@ def cmd_train_sft(args) -> None:
                            edit_tail_steps=args.edit_tail_steps, edit_tail_share=args.edit_tail_share,
                            mixed_batches=args.mixed_batches)
         if args.mixture_steps is not None:
-            if args.mixture_steps < 1:
-                raise ValueError(f"--mixture-steps is a number of steps >= 1, not {args.mixture_steps}")
             recipe.loop = replace(recipe.loop, steps=args.mixture_steps)
         path = train_sft(args.out, llm_dir, args.tokenizer, recipe, progress=not args.quiet)
     except (FileNotFoundError, ValueError) as e:

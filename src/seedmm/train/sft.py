@@ -39,6 +39,9 @@ from .loop import LoopConfig, train
 
 FULL_LOOP = LoopConfig(steps=1000, lr=5e-4, warmup=30, weight_decay=0.0, eval_every=300, save_every=150)
 LORA_LOOP = LoopConfig(steps=900, lr=2e-3, warmup=30, eval_every=300, save_every=150)
+# The validation batch holds every task, 20 to 314 tokens a row: in 16 length groups its loss takes 1.2 s,
+# in 4 2.3 s, whole 10.8 s (and a 0.5 GB tensor of logits). It never touches the weights.
+VALIDATION_LENGTH_GROUPS = 16
 
 
 @dataclass
@@ -134,6 +137,8 @@ def train_sft(out: str | Path, llm_dir: str | Path, tokenizer_dir: str | Path | 
     from peft import LoraConfig, get_peft_model
 
     recipe = recipe or SftRecipe()
+    if recipe.loop.steps < 1:  # checked here, not in SftRecipe: the loop is replaced after construction
+        raise ValueError(f"the task mixture is a number of steps >= 1 (--mixture-steps), not {recipe.loop.steps}")
     out, llm_dir = Path(out), Path(llm_dir)
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     val_counts = {SOURCE[kind]: recipe.val_records for kind in recipe.weights}
@@ -156,7 +161,7 @@ def train_sft(out: str | Path, llm_dir: str | Path, tokenizer_dir: str | Path | 
     if recipe.kept_object_weight != 1.0:
         blank = blank_canvas_codes(llm.component("image_tokenizer"))
     val = validation_batch(llm.tokenizer, records["val"], recipe)
-    validate = lambda: {"val_loss": float(batch_loss(model, val, recipe.length_groups))}  # noqa: E731
+    validate = lambda: {"val_loss": float(batch_loss(model, val, VALIDATION_LENGTH_GROUPS))}  # noqa: E731
 
     def stage(suffix: str, weights: dict, steps: int) -> None:
         """`steps` batches of the task mixture `weights`, checkpointed in OUT/sft{suffix}."""
@@ -171,9 +176,9 @@ def train_sft(out: str | Path, llm_dir: str | Path, tokenizer_dir: str | Path | 
         stage("-edit-tail", edit_tail_weights(recipe.weights, recipe.edit_tail_share), recipe.edit_tail_steps)
     if recipe.tuning == "full":
         with torch.no_grad():  # what the truncation to rank costs, on the validation loss
-            tuned_val = float(batch_loss(model.eval(), val))
+            tuned_val = float(batch_loss(model.eval(), val, VALIDATION_LENGTH_GROUPS))
             model = lora_from_finetune(SeedLlama.from_pretrained(llm_dir).model, model, recipe.adapter_rank)
-            stored_val = float(batch_loss(model.eval(), val))
+            stored_val = float(batch_loss(model.eval(), val, VALIDATION_LENGTH_GROUPS))
         if progress:
             print(f"sft: validation loss {tuned_val:.4f} fine-tuned, {stored_val:.4f} stored as a "
                   f"rank-{recipe.adapter_rank} adapter")
