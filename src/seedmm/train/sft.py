@@ -161,7 +161,8 @@ def train_sft(out: str | Path, llm_dir: str | Path, tokenizer_dir: str | Path | 
     if recipe.kept_object_weight != 1.0:
         blank = blank_canvas_codes(llm.component("image_tokenizer"))
     val = validation_batch(llm.tokenizer, records["val"], recipe)
-    validate = lambda: {"val_loss": float(batch_loss(model, val, VALIDATION_LENGTH_GROUPS))}  # noqa: E731
+    val_loss = lambda m: float(batch_loss(m, val, VALIDATION_LENGTH_GROUPS))  # noqa: E731
+    validate = lambda: {"val_loss": val_loss(model)}  # noqa: E731
 
     def stage(suffix: str, weights: dict, steps: int) -> None:
         """`steps` batches of the task mixture `weights`, checkpointed in OUT/sft{suffix}."""
@@ -176,9 +177,9 @@ def train_sft(out: str | Path, llm_dir: str | Path, tokenizer_dir: str | Path | 
         stage("-edit-tail", edit_tail_weights(recipe.weights, recipe.edit_tail_share), recipe.edit_tail_steps)
     if recipe.tuning == "full":
         with torch.no_grad():  # what the truncation to rank costs, on the validation loss
-            tuned_val = float(batch_loss(model.eval(), val, VALIDATION_LENGTH_GROUPS))
+            tuned_val = val_loss(model.eval())
             model = lora_from_finetune(SeedLlama.from_pretrained(llm_dir).model, model, recipe.adapter_rank)
-            stored_val = float(batch_loss(model.eval(), val, VALIDATION_LENGTH_GROUPS))
+            stored_val = val_loss(model.eval())
         if progress:
             print(f"sft: validation loss {tuned_val:.4f} fine-tuned, {stored_val:.4f} stored as a "
                   f"rank-{recipe.adapter_rank} adapter")
