@@ -95,3 +95,5 @@ def test_demo_writes_a_report(tmp_path):
     chat = page[page.index("SEED-LLaMA-I: a multi-turn conversation"):]
     assert chat.count("<b>USER</b>") == 5 and chat.count("<b>ASSISTANT</b>") == 5
     assert chat.count("data:image/png;base64") >= 3  # the three drawing turns answer with pictures
+    # every reply after the first drawing is judged on the picture the conversation holds, too
+    assert chat.count("of the picture shown") == 2 and chat.count("the edit applied to the picture shown") == 2

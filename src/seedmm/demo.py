@@ -160,7 +160,10 @@ def llm_section(seed: int) -> tuple[str, str]:
 
 def chat_section(seed: int) -> tuple[str, str]:
     """A scripted conversation with the instruction-tuned model: draw, ask, edit, ask, edit — each
-    reply produced from the history so far (the assistant's own pictures carried as codes)."""
+    reply produced from the history so far (the assistant's own pictures carried as codes). Each reply
+    is judged twice: against the scene the script asked for, and against the picture the conversation
+    holds by then (the judge's reading of the assistant's last drawing): once a drawing is wrong, the
+    script's truth no longer says whether the next answer or edit was right."""
     from .checkpoints import shipped
     from .data.instructions import GENERATE, SHORT_ANSWER
     from .models.llm import GenerationOptions, SeedLlama
@@ -170,14 +173,16 @@ def chat_section(seed: int) -> tuple[str, str]:
     story = T.sample_story(rng, n_edits=2)
     scenes = [s for _, s in story.steps]
     ask = [T.sample_question(scenes[0], rng, "count_shape"), T.sample_question(scenes[1], rng, "where")]
-    script = [(f"{story.steps[0][0]} {GENERATE}", scenes[0]),
-              (f"{ask[0].text} {SHORT_ANSWER}", ask[0].answer),
-              (f"{story.edits[0].instruction} {GENERATE}", scenes[1]),
-              (f"{ask[1].text} {SHORT_ANSWER}", ask[1].answer),
-              (f"{story.edits[1].instruction} {GENERATE}", scenes[2])]
+    # (request, the script's truth, what the turn asks of the picture shown: a Question, an Edit or None)
+    script = [(f"{story.steps[0][0]} {GENERATE}", scenes[0], None),
+              (f"{ask[0].text} {SHORT_ANSWER}", ask[0].answer, ask[0]),
+              (f"{story.edits[0].instruction} {GENERATE}", scenes[1], story.edits[0]),
+              (f"{ask[1].text} {SHORT_ANSWER}", ask[1].answer, ask[1]),
+              (f"{story.edits[1].instruction} {GENERATE}", scenes[2], story.edits[1])]
     e = html.escape
-    rows, history = [], []
-    for text, truth in script:
+    mark = lambda ok: "✓" if ok else "✗"  # noqa: E731
+    rows, history, shown = [], [], None  # shown: the judge's reading of the assistant's last picture
+    for text, truth, task in script:
         drawing = not isinstance(truth, str)
         # as `seedmm chat` answers by default: a drawing request self-reranked (SeedLlama.respond)
         reply = llm.chat(history + [{"role": "user", "content": text}],
@@ -187,12 +192,34 @@ def chat_section(seed: int) -> tuple[str, str]:
         pictures = " ".join(img_tag(i) for i in reply.images)
         if drawing:
             read = read_scene(reply.images[0]) if reply.images else None
-            verdict = f"judge: {e(caption(read)) or '(nothing)'} {'✓' if read and exact_match(truth, read) else '✗'}"
+            verdict = f"judge: {e(caption(read)) if read else '(nothing)'} {mark(read and exact_match(truth, read))}"
+            if task is not None:
+                verdict += "; " + _judged_on_the_picture_shown(shown, lambda s: T.apply_edit(s, task.kind, task.slots),
+                                                               lambda want: read is not None and exact_match(want, read),
+                                                               "the edit applied to the picture shown")
+            shown = read
         else:
-            verdict = f"truth: {e(truth)} {'✓' if reply.text.strip() == truth else '✗'}"
+            verdict = f"script's truth: {e(truth)} {mark(reply.text.strip() == truth)}; " + _judged_on_the_picture_shown(
+                shown, lambda s: T.answer_question(s, task.kind, task.slots), lambda want: reply.text.strip() == want,
+                "of the picture shown")
         rows += [f"<p><b>USER</b>: {e(text)}</p>",
                  f"<p><b>ASSISTANT</b>: {e(reply.text)} {pictures} <small>({verdict})</small></p>"]
     return "SEED-LLaMA-I: a multi-turn conversation (text and pictures)", "\n".join(rows)
+
+
+def _judged_on_the_picture_shown(shown, expected, is_right, label: str) -> str:
+    """`label`: what `expected(shown)` is (an answer or a scene) and whether the reply matches it; the
+    request may not apply to the picture shown (no such object: the script's scene is not what was drawn)."""
+    from .world.scene import WorldError
+
+    if shown is None:
+        return f"{label}: no picture"
+    try:
+        want = expected(shown)
+    except WorldError as error:
+        return f"{label}: does not apply ({html.escape(str(error))})"
+    text = want if isinstance(want, str) else caption(want)
+    return f"{label}: {html.escape(text)} {'✓' if is_right(want) else '✗'}"
 
 
 SECTIONS: list[Callable[[int], tuple[str, str]]] = [world_section, tokenizer_section, detokenizer_section,
