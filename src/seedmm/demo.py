@@ -18,6 +18,10 @@ from .world.judge import exact_match, read_scene
 from .world.text import caption, paraphrase_caption
 
 
+def _mark(right) -> str:
+    return "✓" if right else "✗"
+
+
 def _figure(images, text: str) -> str:
     return f"<figure>{' '.join(img_tag(i) for i in images)}<figcaption>{text}</figcaption></figure>"
 
@@ -121,7 +125,7 @@ def detokenizer_section(seed: int) -> tuple[str, str]:
         lines = [f"<b>{e(caption(scene))}</b>"]
         for style in pipes:
             read = read_scene(outputs[style][i])
-            lines.append(f"{style}: {e(caption(read)) or '(nothing)'} {'✓' if exact_match(scene, read) else '✗'}")
+            lines.append(f"{style}: {e(caption(read)) or '(nothing)'} {_mark(exact_match(scene, read))}")
         parts.append(_figure([originals[i], outputs["v2"][i], outputs["v1"][i]], "<br>".join(lines)))
     return "De-tokenizer: 32 codes back to pictures", "\n".join(parts)
 
@@ -144,7 +148,7 @@ def llm_section(seed: int) -> tuple[str, str]:
     parts = ["<h3>Captioning: image → 32 codes → SEED-LLaMA → caption (✓ = the caption names the scene exactly)</h3>"]
     images = [render(s) for s, _ in pairs[:8]]
     for (scene, _), image, text in zip(pairs[:8], images, llm.caption(images)):
-        parts.append(_figure([image], f"{e(text)} {'✓' if caption_exact(scene, text) else '✗'}"))
+        parts.append(_figure([image], f"{e(text)} {_mark(caption_exact(scene, text))}"))
     parts.append(f"<h3>Text-to-image: caption → 32 codes (constrained, guidance {TEXT_TO_IMAGE_GUIDANCE:g}, best of "
                  f"{TEXT_TO_IMAGE_RERANK} sampled at top-p {TEXT_TO_IMAGE_CANDIDATE_TOP_P:g}, region by region, by the model's "
                  "own caption likelihood) → de-tokenizer; "
@@ -154,7 +158,7 @@ def llm_section(seed: int) -> tuple[str, str]:
     for (scene, prompt), image in zip(pairs[8:], drawn):
         read = read_scene(image)
         parts.append(_figure([render(scene), image], f"<b>{e(prompt)}</b><br>judge: {e(caption(read)) or '(nothing)'} "
-                                                      f"{'✓' if exact_match(scene, read) else '✗'}"))
+                                                      f"{_mark(exact_match(scene, read))}"))
     return "SEED-LLaMA: captions and pictures from one LLM", "\n".join(parts)
 
 
@@ -180,7 +184,6 @@ def chat_section(seed: int) -> tuple[str, str]:
               (f"{ask[1].text} {SHORT_ANSWER}", ask[1].answer, ask[1]),
               (f"{story.edits[1].instruction} {GENERATE}", scenes[2], story.edits[1])]
     e = html.escape
-    mark = lambda ok: "✓" if ok else "✗"  # noqa: E731
     rows, history, shown = [], [], None  # shown: the judge's reading of the assistant's last picture
     for text, truth, task in script:
         drawing = not isinstance(truth, str)
@@ -192,14 +195,14 @@ def chat_section(seed: int) -> tuple[str, str]:
         pictures = " ".join(img_tag(i) for i in reply.images)
         if drawing:
             read = read_scene(reply.images[0]) if reply.images else None
-            verdict = f"judge: {e(caption(read)) if read else '(nothing)'} {mark(read and exact_match(truth, read))}"
+            verdict = f"judge: {(e(caption(read)) if read else '') or '(nothing)'} {_mark(read and exact_match(truth, read))}"
             if task is not None:
                 verdict += "; " + _judged_on_the_picture_shown(shown, lambda s: T.apply_edit(s, task.kind, task.slots),
                                                                lambda want: read is not None and exact_match(want, read),
                                                                "the edit applied to the picture shown")
             shown = read
         else:
-            verdict = f"script's truth: {e(truth)} {mark(reply.text.strip() == truth)}; " + _judged_on_the_picture_shown(
+            verdict = f"script's truth: {e(truth)} {_mark(reply.text.strip() == truth)}; " + _judged_on_the_picture_shown(
                 shown, lambda s: T.answer_question(s, task.kind, task.slots), lambda want: reply.text.strip() == want,
                 "of the picture shown")
         rows += [f"<p><b>USER</b>: {e(text)}</p>",
@@ -219,7 +222,7 @@ def _judged_on_the_picture_shown(shown, expected, is_right, label: str) -> str:
     except WorldError as error:
         return f"{label}: does not apply ({html.escape(str(error))})"
     text = want if isinstance(want, str) else caption(want)
-    return f"{label}: {html.escape(text)} {'✓' if is_right(want) else '✗'}"
+    return f"{label}: {html.escape(text)} {_mark(is_right(want))}"
 
 
 SECTIONS: list[Callable[[int], tuple[str, str]]] = [world_section, tokenizer_section, detokenizer_section,
