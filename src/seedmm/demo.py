@@ -15,11 +15,17 @@ from .checkpoints import TEXT_TO_IMAGE_CANDIDATE_TOP_P, TEXT_TO_IMAGE_GUIDANCE, 
 from .report import img_tag, write_html
 from .world import render, tasks as T
 from .world.judge import exact_match, read_scene
+from .world.scene import WorldError
 from .world.text import caption, paraphrase_caption
 
 
 def _mark(right) -> str:
     return "✓" if right else "✗"
+
+
+def _reading(scene) -> str:
+    """The judge's reading of a picture as the report shows it (escaped caption, or "(nothing)")."""
+    return (html.escape(caption(scene)) if scene is not None else "") or "(nothing)"
 
 
 def _figure(images, text: str) -> str:
@@ -125,7 +131,7 @@ def detokenizer_section(seed: int) -> tuple[str, str]:
         lines = [f"<b>{e(caption(scene))}</b>"]
         for style in pipes:
             read = read_scene(outputs[style][i])
-            lines.append(f"{style}: {e(caption(read)) or '(nothing)'} {_mark(exact_match(scene, read))}")
+            lines.append(f"{style}: {_reading(read)} {_mark(exact_match(scene, read))}")
         parts.append(_figure([originals[i], outputs["v2"][i], outputs["v1"][i]], "<br>".join(lines)))
     return "De-tokenizer: 32 codes back to pictures", "\n".join(parts)
 
@@ -157,7 +163,7 @@ def llm_section(seed: int) -> tuple[str, str]:
     drawn = llm.generate_images(prompts, text_to_image_options(), seed=seed)
     for (scene, prompt), image in zip(pairs[8:], drawn):
         read = read_scene(image)
-        parts.append(_figure([render(scene), image], f"<b>{e(prompt)}</b><br>judge: {e(caption(read)) or '(nothing)'} "
+        parts.append(_figure([render(scene), image], f"<b>{e(prompt)}</b><br>judge: {_reading(read)} "
                                                       f"{_mark(exact_match(scene, read))}"))
     return "SEED-LLaMA: captions and pictures from one LLM", "\n".join(parts)
 
@@ -195,7 +201,7 @@ def chat_section(seed: int) -> tuple[str, str]:
         pictures = " ".join(img_tag(i) for i in reply.images)
         if drawing:
             read = read_scene(reply.images[0]) if reply.images else None
-            verdict = f"judge: {(e(caption(read)) if read else '') or '(nothing)'} {_mark(read and exact_match(truth, read))}"
+            verdict = f"judge: {_reading(read)} {_mark(read and exact_match(truth, read))}"
             if task is not None:
                 verdict += "; " + _judged_on_the_picture_shown(shown, lambda s: T.apply_edit(s, task.kind, task.slots),
                                                                lambda want: read is not None and exact_match(want, read),
@@ -213,8 +219,6 @@ def chat_section(seed: int) -> tuple[str, str]:
 def _judged_on_the_picture_shown(shown, expected, is_right, label: str) -> str:
     """`label`: what `expected(shown)` is (an answer or a scene) and whether the reply matches it; the
     request may not apply to the picture shown (no such object: the script's scene is not what was drawn)."""
-    from .world.scene import WorldError
-
     if shown is None:
         return f"{label}: no picture"
     try:
