@@ -29,7 +29,7 @@ from seedmm.data.codes import read_code_records
 from seedmm.data.instructions import SHORT_ANSWER, conversation_ids, question_request, with_request
 from seedmm.data.sequences import pad_batch
 from seedmm.models.llm import SeedLlama
-from seedmm.train.llm import LORA_TARGETS, batch_loss
+from seedmm.train.mixture import LORA_TARGETS, batch_loss
 from seedmm.train.sft import FULL_LOOP, LORA_LOOP, SftRecipe
 
 HELD_OUT, BATCH = 300, 96

@@ -22,7 +22,8 @@ from common import count_flops, matmul_peak_gflops  # noqa: E402
 from seedmm.checkpoints import (  # noqa: E402
     DRAWINGS_PER_IMAGE, TEXT_TO_IMAGE_GUIDANCE, TEXT_TO_IMAGE_RERANK, shipped,
 )
-from seedmm.models.llm import GenerationOptions, SeedLlama, text_to_image_options  # noqa: E402
+from seedmm.models.generation import GenerationOptions, text_to_image_options  # noqa: E402
+from seedmm.models.llm import SeedLlama  # noqa: E402
 
 
 def load() -> SeedLlama:

@@ -23,7 +23,7 @@ import torch
 from seedmm.checkpoints import shipped
 from seedmm.data.codes import code_records_by_split
 from seedmm.models.llm import SeedLlama
-from seedmm.train.llm import batch_loss, train_all_but_embedding
+from seedmm.train.mixture import batch_loss, train_all_but_embedding
 from seedmm.train.sft import SftRecipe, sft_mixture
 
 BATCHES = 30

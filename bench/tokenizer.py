@@ -3,7 +3,7 @@
     .venv/bin/python bench/tokenizer.py
 
 Models: the shipped shapes-tiny tokenizer (random weights if none is shipped: speed does not
-depend on the values) and the reduced official config of shared/fixtures/official. Encode =
+depend on the values) and the reduced official config of tests/fixtures/official. Encode =
 pixels → ViT → causal Q-Former → codes; image loading and resizing are not included.
 """
 
@@ -25,7 +25,7 @@ from seedmm.models.tokenizer import SeedTokenizer, preset  # noqa: E402
 def official_small() -> SeedTokenizer:
     from test_tokenizer_official import fixture_config
 
-    meta = json.loads((Path(__file__).parents[2] / "shared/fixtures/official/seed_v2_tokenizer_small.json").read_text())
+    meta = json.loads((Path(__file__).parents[1] / "tests/fixtures/official/seed_v2_tokenizer_small.json").read_text())
     return SeedTokenizer(fixture_config(meta)).eval()
 
 

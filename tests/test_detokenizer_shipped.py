@@ -42,7 +42,7 @@ def test_seed_v2_reconstruction_meets_its_bar(parts):
     tokenizer, clip, pipes = parts
     result = evaluate_detokenizer(tokenizer, clip, {"v2": pipes["v2"]}, n=200, seed=1)
     # The bars are exact-scene 75% (SEED v2) and 85% (oracle). SEED v2 measures 78.8% on 500
-    # scenes (README), so its bar is asserted; the oracle measures 62.8%, so this guards what was
+    # scenes (docs/detokenizer.md), so its bar is asserted; the oracle measures 62.8%, so this guards what was
     # reached: it draws most scenes exactly (the decoder before the latent prior: 8.4%).
     assert result["seed_v2"]["exact_scene"] >= 0.75, result
     assert result["seed_v2"]["shape"] >= 0.85 and result["seed_v2"]["position"] >= 0.95, result

@@ -8,18 +8,9 @@ import pytest
 import torch
 
 from seedmm.data.world_samples import make_record
-from seedmm.models.llm import (
-    EOI,
-    GenerationOptions,
-    ImageSpanConstraint,
-    ImageTokenGuidance,
-    LlamaForCausalLM,
-    MultimodalTokenizer,
-    SeedLlama,
-    meta_model,
-    preset,
-    train_text_tokenizer,
-)
+from seedmm.models.generation import GenerationOptions, ImageSpanConstraint, ImageTokenGuidance
+from seedmm.models.llm import LlamaForCausalLM, SeedLlama, meta_model, preset
+from seedmm.models.vocabulary import EOI, MultimodalTokenizer, train_text_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +28,12 @@ def random_llm(tok):
     return SeedLlama(LlamaForCausalLM(preset("shapes-tiny").llama_config(tok.text_vocab_size)), tok)
 
 
-def test_official_vocabulary_layout(shared_fixtures):
+def test_official_vocabulary_layout(fixtures):
     """A 32,000-token LLaMA-style text tokenizer grows exactly into the official 40,194 ids."""
     from tokenizers import Tokenizer, models
     from transformers import PreTrainedTokenizerFast
 
-    facts = json.loads((shared_fixtures / "official/seed_llama_vocab.json").read_text())["seed_llama"]
+    facts = json.loads((fixtures / "official/seed_llama_vocab.json").read_text())["seed_llama"]
     vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{f"w{i}": i for i in range(3, 32000)}}
     text = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="<unk>")),
                                    unk_token="<unk>", bos_token="<s>", eos_token="</s>")

@@ -10,7 +10,8 @@ from seedmm.checkpoints import TEXT_TO_IMAGE_RERANK, shipped
 from seedmm.cli import main
 from seedmm.eval.llm import evaluate_llm
 from seedmm.models.clip import ShapesClip
-from seedmm.models.llm import SeedLlama, text_to_image_options
+from seedmm.models.generation import text_to_image_options
+from seedmm.models.llm import SeedLlama
 from seedmm.world import render, sample_scene
 
 
@@ -45,13 +46,13 @@ def test_constrained_generation_always_yields_a_valid_image(result):
 
 def test_the_plain_model_writes_valid_images_unconstrained(result):
     # The paper's causal-codes claim: with neither constraints nor guidance, greedy generation closes
-    # a 32-code span (500/500 measured); strong guidance without constraints breaks spans (README).
+    # a 32-code span (500/500 measured); strong guidance without constraints breaks spans (docs/seed-llama.md).
     valid = result["valid_images"]
     assert valid["unconstrained_no_guidance"] >= 0.95, valid
 
 
 def test_captioning_and_text_to_image_meet_their_bars(result):
-    # The bars: caption exact-scene 85% and text-to-image exact-scene 60%. On the README's 500
+    # The bars: caption exact-scene 85% and text-to-image exact-scene 60%. On the 500
     # held-out scenes the shipped weights measure 87.2% and 63.6% with the defaults (guidance 1.5, the
     # best of 32 candidates at top-p 0.9 self-reranked region by region, the best of 4 drawings; 33.2%
     # greedy); on these 200 other scenes 94.0% and 68.5%, code retrieval 97.5%.

@@ -17,11 +17,10 @@ from seedmm.data.instructions import (
 )
 from seedmm.data.sequences import pad_batch
 from seedmm.data.world_samples import make_record
-from seedmm.models.llm import (
-    TOKENS_PER_IMAGE, GenerationOptions, ImageSpanConstraint, LlamaForCausalLM, MultimodalTokenizer, SeedLlama,
-    preset, train_text_tokenizer,
-)
-from seedmm.train.llm import batch_loss
+from seedmm.models.generation import GenerationOptions, ImageSpanConstraint
+from seedmm.models.llm import LlamaForCausalLM, SeedLlama, preset
+from seedmm.models.vocabulary import TOKENS_PER_IMAGE, MultimodalTokenizer, train_text_tokenizer
+from seedmm.train.mixture import batch_loss
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,7 @@ def test_adapter_is_small_and_loads_over_the_shipped_llm(llm):
 def test_headline_figures_keep_what_was_reached(result):
     # The issue's bars: VQA >= 90% overall, edit success >= 60%, 3-turn in-context score >= 50%.
     # VQA is met: 91.4% on 200 held-out records (94.2% on these 60). Edits and the 3-turn score are
-    # not: 37.0% and 32.3% on 200 (README, issue note); this guards what was reached (on 200 records
+    # not: 37.0% and 32.3% on 200 (docs/seed-llama-i.md); this guards what was reached (on 200 records
     # per task: caption exact 87.5%, text-to-image exact 66.5% with the defaults, code retrieval:
     # text-to-image 94.0%, edits 55.0%; on these 60: caption 81.7%, text-to-image 63.3%, edits 45.0%,
     # 3-turn 34.4%, image + text composition 46.7%). Edits and composition rose with the keep token

@@ -33,9 +33,9 @@ def fixture_config(meta: dict) -> SeedTokenizerConfig:
 
 
 @pytest.fixture(scope="module")
-def official(shared_fixtures):
-    meta = json.loads((shared_fixtures / "official" / "seed_v2_tokenizer_small.json").read_text())
-    tensors = load_file(str(shared_fixtures / "official" / "seed_v2_tokenizer_small.safetensors"))
+def official(fixtures):
+    meta = json.loads((fixtures / "official" / "seed_v2_tokenizer_small.json").read_text())
+    tensors = load_file(str(fixtures / "official" / "seed_v2_tokenizer_small.safetensors"))
     state = {k.removeprefix("state_dict."): v for k, v in tensors.items() if k.startswith("state_dict.")}
     return meta, tensors, state
 
@@ -89,8 +89,8 @@ def _group(key: str) -> str:
     return "training_only"
 
 
-def test_full_size_v2_on_meta_has_the_official_parameter_counts(shared_fixtures):
-    full = json.loads((shared_fixtures / "official" / "seed_v2_quantizer_full_keys.json").read_text())
+def test_full_size_v2_on_meta_has_the_official_parameter_counts(fixtures):
+    full = json.loads((fixtures / "official" / "seed_v2_quantizer_full_keys.json").read_text())
     with torch.device("meta"):
         model = SeedTokenizer(preset("seed-v2"))
     counts = {}
@@ -101,8 +101,8 @@ def test_full_size_v2_on_meta_has_the_official_parameter_counts(shared_fixtures)
     assert sum(counts[g] for g in ("vit", "qformer", "codebook", "decoders")) == full["numel_parameters"]
 
 
-def test_converter_maps_every_full_size_key_and_shape(shared_fixtures):
-    full = json.loads((shared_fixtures / "official" / "seed_v2_quantizer_full_keys.json").read_text())
+def test_converter_maps_every_full_size_key_and_shape(fixtures):
+    full = json.loads((fixtures / "official" / "seed_v2_quantizer_full_keys.json").read_text())
     official = {}
     for group in full["groups"].values():
         for key, shape, dtype, *_ in group["keys"]:

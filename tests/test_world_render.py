@@ -9,8 +9,8 @@ from seedmm.world.scene import MAX_CANVAS, cell_center, jitter_range, radius
 from seedmm.world.text import caption
 
 
-def test_golden_renders_pixel_exact(shared_fixtures):
-    golden = json.loads((shared_fixtures / "world" / "golden.json").read_text())
+def test_golden_renders_pixel_exact(fixtures):
+    golden = json.loads((fixtures / "world" / "golden.json").read_text())
     assert len(golden["cases"]) >= 10
     for case in golden["cases"]:
         s = case["canvas"]
@@ -20,7 +20,7 @@ def test_golden_renders_pixel_exact(shared_fixtures):
         for ours, theirs in zip(scene.objects, case["objects"]):
             assert [ours.x, ours.y] == theirs["center"] and ours.radius == theirs["radius"]
         assert caption(scene) == case["caption"]
-        expected = np.asarray(Image.open(shared_fixtures / "world" / case["image"]).convert("RGB"))
+        expected = np.asarray(Image.open(fixtures / "world" / case["image"]).convert("RGB"))
         assert np.array_equal(np.asarray(render(scene)), expected), case["image"]
 
 

@@ -14,11 +14,11 @@ REPO_CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints" / "shapes
 TEXT_TO_IMAGE_GUIDANCE = 1.5
 # Text-to-image candidates per prompt, self-reranked by the model's caption likelihood
 # (`GenerationOptions.rerank`), and the nucleus the sampled ones come from
-# (`GenerationOptions.candidate_top_p`); README, SEED-LLaMA: evaluation.
+# (`GenerationOptions.candidate_top_p`); docs/seed-llama.md: evaluation.
 TEXT_TO_IMAGE_RERANK = 32
 TEXT_TO_IMAGE_CANDIDATE_TOP_P = 0.9
 # Drawings per picture SEED-LLaMA draws (`SeedLlama.draw`): the one the tokenizer reads back as the
-# most of its codes is kept (`SeedTokenizer.decode`; README, de-tokenizer).
+# most of its codes is kept (`SeedTokenizer.decode`; docs/detokenizer.md).
 DRAWINGS_PER_IMAGE = 4
 
 

@@ -144,7 +144,8 @@ def llm_section(seed: int) -> tuple[str, str]:
     from .checkpoints import shipped
     from .eval.llm import caption_exact
     from .eval.retrieval import held_out_pairs
-    from .models.llm import SeedLlama, text_to_image_options
+    from .models.generation import text_to_image_options
+    from .models.llm import SeedLlama
 
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()

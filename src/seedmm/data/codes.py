@@ -19,8 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..world.scene import WorldError
-from .shards import ensure_writable_dir, read_samples, shard_files
-
+from .shards import ensure_writable_dir, export_world, read_samples, shard_files
 
 # The tensors that decide which codes an image gets, and what a code is (its codebook row).
 CODE_DECIDING = ("visual_encoder.", "qformer.", "encode_task_layer.", "quantize.")
@@ -101,3 +100,19 @@ def code_records_by_split(path: str | os.PathLike) -> dict[str, dict[str, list[d
     for r in read_code_records(path):
         records.setdefault(r["split"], {}).setdefault(r["task"], []).append(r)
     return records
+
+
+def world_code_records(out: Path, counts: dict[str, dict[str, int]], seed: int, tokenizer_dir: Path,
+                 progress: bool = True) -> dict[str, dict]:
+    """Export (once) and pretokenize (resumably) `counts` = {split: {task: n}} world records into
+    OUT/world and OUT/codes — the data preparation every LLM recipe starts with; returns {split: {task: [records]}}."""
+    world = out / "world"
+    for split, tasks in counts.items():
+        for task, n in tasks.items():
+            manifest = world / "manifest.json"
+            have = json.loads(manifest.read_text()).get("splits", {}).get(split, {}).get(task) if manifest.exists() else None
+            if not have or have["n"] != n or have["seed"] != seed:
+                export_world([task], n, seed, world, split, progress=progress)
+    pretokenize(world, out / "codes", tokenizer_dir, progress=progress)
+    records = code_records_by_split(out / "codes")
+    return {split: records.get(split, {}) for split in counts}

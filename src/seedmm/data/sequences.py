@@ -16,7 +16,7 @@ import random
 
 import torch
 
-from ..models.llm import MultimodalTokenizer
+from ..models.vocabulary import MultimodalTokenizer
 
 KINDS = ("caption", "story", "video", "text")
 

@@ -297,7 +297,7 @@ class SeedTokenizer(nn.Module):
         `drawings` > 1 (PIL output): each code list is drawn that many times, with fresh noise, and the
         drawing this tokenizer reads back as the most of its codes is kept. The de-tokenizer's misses
         depend on the noise: SEED v2 draws 78.8% of 500 test scenes exactly in one drawing, 81.6% as
-        the best of four (README, de-tokenizer)."""
+        the best of four (docs/detokenizer.md)."""
         detokenizer = detokenizer or self.detokenizer
         if detokenizer is None:
             raise ValueError("no de-tokenizer: pass detokenizer= (a SeedDetokenizerPipeline) or load with "

@@ -28,13 +28,24 @@ from torch.nn import functional as F
 from ..eval.retrieval import held_out_pairs
 from ..models.clip import ShapesClip
 from ..models.detokenizer import (
-    SeedDetokenizerPipeline, SpatialConditioner, decode_latents, logits_to_images, new_palette_vae, new_unet,
-    palette_indices, palette_to_pixels, unet_conditioning, unet_sample,
+    SeedDetokenizerPipeline,
+    SpatialConditioner,
+    logits_to_images,
+    new_palette_vae,
+    new_unet,
+    palette_indices,
+    palette_to_pixels,
+    unet_conditioning,
+    unet_sample,
 )
 from ..world import render
-from ..world.judge import exact_match, read_scene
 from .loop import LoopConfig, epoch_batch_indices, train
-from .tokenizer import world_batch
+from .world_images import (
+    encode_latents,
+    prior_read_back_rate,
+    read_back_rate,
+    world_batch,
+)
 
 STAGES = ("vae", "v2", "v1")
 
@@ -56,7 +67,7 @@ class DetokenizerRecipe:
                                                                weight_decay=0.0))
     # The v2 prior is data-hungry (held-out read-back of the prior alone: 46% from 16,384 scenes at
     # 5,000 steps, 64% from 65,536 at 10,000) and cheap (an MLP step at batch 256 takes 0.03 s). An
-    # 8,000-step cut saved 35 s and cost the oracle 6 points (62.8 -> 56.8%; README, de-tokenizer budget).
+    # 8,000-step cut saved 35 s and cost the oracle 6 points (62.8 -> 56.8%; docs/detokenizer.md, the budget).
     prior_v2: LoopConfig = field(default_factory=lambda: prior_loop(10000))
     # With the prior the UNet only sharpens a nearly right estimate: the v2 UNet read back as many
     # validation scenes at 500 steps as at 1,000 (70.3%). v1 gets a short prior on the UNet's scenes
@@ -89,17 +100,6 @@ def _validation_pairs(n: int = 128):
     return [s for s, _ in pairs], [c for _, c in pairs]
 
 
-def read_back_rate(scenes, images) -> float:
-    """Share of pictures the judge reads back as exactly their scene."""
-    return sum(exact_match(s, read_scene(i)) for s, i in zip(scenes, images)) / len(scenes)
-
-
-@torch.no_grad()
-def prior_read_back_rate(vae: AutoencoderKL, prior: SpatialConditioner, conds: torch.Tensor, scenes) -> float:
-    """Read-back rate of the latent prior's estimates from `conds`, decoded as they are (strength 0)."""
-    return read_back_rate(scenes, logits_to_images(decode_latents(vae, prior(conds))))
-
-
 # ---------------------------------------------------------------- vae
 
 def train_vae(out: Path, recipe: DetokenizerRecipe, progress: bool = True) -> AutoencoderKL:
@@ -127,12 +127,6 @@ def train_vae(out: Path, recipe: DetokenizerRecipe, progress: bool = True) -> Au
     set_latent_scale(vae, recipe)
     vae.save_pretrained(out / "vae")
     return vae
-
-
-@torch.no_grad()
-def encode_latents(vae: AutoencoderKL, images) -> torch.Tensor:
-    """Scaled latent means (deterministic) of a batch of world images."""
-    return vae.encode(palette_to_pixels(palette_indices(images))).latent_dist.mode() * vae.config.scaling_factor
 
 
 @torch.no_grad()

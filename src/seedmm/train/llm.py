@@ -16,23 +16,20 @@ pure function of (seed, stage, s), so the loop resumes exactly.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch.nn import functional as F
 
-from ..data.codes import code_records_by_split, pretokenize, tokenizer_fingerprint
+from ..data.codes import tokenizer_fingerprint, world_code_records
 from ..data.instructions import instruction_corpus
 from ..data.sequences import build, pad_batch, text_document, world_texts
-from ..data.shards import export_world
-from ..models.llm import MultimodalTokenizer, SeedLlama, preset, train_text_tokenizer
+from ..models.llm import SeedLlama, preset
+from ..models.vocabulary import MultimodalTokenizer, train_text_tokenizer
 from .loop import LoopConfig, train
-
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+from .mixture import LORA_TARGETS, Mixture, batch_loss, train_all_but_embedding
 
 
 @dataclass
@@ -58,83 +55,6 @@ class LlmRecipe:
     seed: int = 0
 
 
-# ---------------------------------------------------------------- data
-
-def prepare_data(out: Path, counts: dict[str, dict[str, int]], seed: int, tokenizer_dir: Path,
-                 progress: bool = True) -> dict[str, dict]:
-    """Export (once) and pretokenize (resumably) `counts` = {split: {task: n}} world records into
-    OUT/world and OUT/codes; returns {split: {task: [records]}}."""
-    world = out / "world"
-    for split, tasks in counts.items():
-        for task, n in tasks.items():
-            manifest = world / "manifest.json"
-            have = json.loads(manifest.read_text()).get("splits", {}).get(split, {}).get(task) if manifest.exists() else None
-            if not have or have["n"] != n or have["seed"] != seed:
-                export_world([task], n, seed, world, split, progress=progress)
-    pretokenize(world, out / "codes", tokenizer_dir, progress=progress)
-    records = code_records_by_split(out / "codes")
-    return {split: records.get(split, {}) for split in counts}
-
-
-class Mixture:
-    """Batch s of a stage: a pure function of (seed, stage, s). `make(kind, index, rng)` builds one
-    sequence (ids, (ids, labels) or (ids, labels, loss weights)).
-    By kind (the default): a kind drawn by weight, then items of that kind drawn uniformly; each kind's
-    batch size fills `batch_tokens` at its typical length, so batches bucket by length.
-    `mixed`: every item's kind drawn by weight until the batch holds `batch_tokens`, the loss weighed
-    so each kind counts by its weight (`task_balanced`): the gradient by-kind batches give on average,
-    without a whole step spent on one task. With one kind the two are the same batches."""
-
-    def __init__(self, make, pool_sizes: dict[str, int], weights: dict[str, float], batch_tokens: int,
-                 pad_id: int, name: str, mixed: bool = False):
-        self.make, self.pad_id, self.name, self.batch_tokens = make, pad_id, name, batch_tokens
-        self.weights = {k: w for k, w in weights.items() if w > 0}
-        self.pool_sizes = pool_sizes
-        self.mixed = mixed and len(self.weights) > 1
-        rng = random.Random(0)
-        self.batch = {}  # by kind only: a mixed batch fills `batch_tokens` as it is drawn
-        for kind in () if self.mixed else self.weights:
-            lengths = [len(_ids(make(kind, i % pool_sizes[kind], rng))) for i in range(32)]
-            self.batch[kind] = max(1, batch_tokens * len(lengths) // sum(lengths))
-
-    def draw(self, step: int) -> tuple[list[str], list]:
-        """Batch `step` unpadded: the kind of each sequence, and the sequences."""
-        rng = random.Random(f"{self.name}/{step}")
-        pick = lambda: rng.choices(list(self.weights), weights=list(self.weights.values()))[0]  # noqa: E731
-        if not self.mixed:
-            kind = pick()
-            kinds = [kind] * self.batch[kind]
-            return kinds, [self.make(kind, rng.randrange(self.pool_sizes[kind]), rng) for _ in kinds]
-        kinds, items, tokens = [], [], 0
-        while tokens < self.batch_tokens:
-            kinds.append(pick())
-            items.append(self.make(kinds[-1], rng.randrange(self.pool_sizes[kinds[-1]]), rng))
-            tokens += len(_ids(items[-1]))
-        return kinds, items
-
-    def __call__(self, step: int) -> dict[str, torch.Tensor]:
-        kinds, items = self.draw(step)
-        batch = pad_batch(items, self.pad_id)
-        return task_balanced(batch, kinds, self.weights) if self.mixed else batch
-
-
-def task_balanced(batch: dict[str, torch.Tensor], kinds: list[str], weights: dict[str, float]) -> dict[str, torch.Tensor]:
-    """`batch` (row i of kind `kinds[i]`) with loss weights under which `batch_loss` is Σ_k w_k·L_k / Σ_k w_k
-    over the kinds present, L_k the kind's own (weighted) token mean. A plain token mean would hand the
-    gradient to the long answers: in the SFT mixture conversations and edits took 62% of it, VQA 5%."""
-    loss_weights = (batch["labels"] != -100) * batch.get("loss_weights", 1.0)
-    present = set(kinds)
-    total = sum(weights[k] for k in present)
-    for kind in present:
-        rows = torch.tensor([i for i, k in enumerate(kinds) if k == kind])
-        loss_weights[rows] *= weights[kind] / total / loss_weights[rows].sum()
-    return batch | {"loss_weights": loss_weights}
-
-
-def _ids(sequence) -> list[int]:
-    return sequence[0] if isinstance(sequence, tuple) else sequence
-
-
 def pretraining_mixture(tok: MultimodalTokenizer, records: dict, recipe: LlmRecipe, stage: str) -> Mixture:
     texts = world_texts(records)
     sizes = {kind: len(texts) if kind == "text" else len(records[kind]) for kind in recipe.mixture}
@@ -148,27 +68,6 @@ def validation_batch(tok: MultimodalTokenizer, val_records: dict) -> dict[str, t
     for r in val_records["caption"]:
         seqs += [tok.encode([r["caption"], r["codes"][0]], eos=True), tok.encode([r["codes"][0], r["caption"]], eos=True)]
     return pad_batch(seqs, tok.pad_id)
-
-
-def batch_loss(model, batch: dict[str, torch.Tensor], length_groups: int = 1) -> torch.Tensor:
-    """Next-token cross-entropy over the labelled tokens; with `loss_weights`, their weighted mean.
-    `length_groups` > 1 runs the rows sorted by length in that many groups, each cut to its longest
-    row: the same loss without computing most of the padding (a third of a multi-turn VQA batch)."""
-    weights = batch.get("loss_weights")
-    if weights is None and length_groups == 1:
-        return model(**batch).loss
-    # transformers' shift, on the labels: position t predicts token t+1, and the logits are not copied
-    labels = F.pad(batch["labels"], (0, 1), value=-100)[:, 1:]
-    weights = (labels != -100) * (1.0 if weights is None else F.pad(weights, (0, 1))[:, 1:])
-    lengths = batch["attention_mask"].sum(1)
-    total = 0.0
-    for rows in (g for g in lengths.argsort().tensor_split(length_groups) if len(g)):
-        width = int(lengths[rows].max())
-        logits = model(input_ids=batch["input_ids"][rows, :width],
-                       attention_mask=batch["attention_mask"][rows, :width]).logits
-        ce = F.cross_entropy(logits.flatten(0, 1), labels[rows, :width].flatten(), ignore_index=-100, reduction="none")
-        total = total + (ce * weights[rows, :width].flatten()).sum()
-    return total / weights.sum()
 
 
 # ---------------------------------------------------------------- stages
@@ -235,12 +134,6 @@ def train_stage1(out: Path, recipe: LlmRecipe, model, tok: MultimodalTokenizer, 
     return peft_model.merge_and_unload()
 
 
-def train_all_but_embedding(model) -> None:
-    """The paper's stage 2 trainable set: every weight but the input embedding (SFT's full tuning too)."""
-    for name, p in model.named_parameters():
-        p.requires_grad_("embed_tokens" not in name)
-
-
 def train_stage2(out: Path, recipe: LlmRecipe, model, tok: MultimodalTokenizer, records: dict,
                  progress: bool = True):
     train_all_but_embedding(model)
@@ -258,7 +151,7 @@ def train_llm(out: str | Path, tokenizer_dir: str | Path, detokenizer_dir: str |
     recipe = recipe or LlmRecipe()
     out, tokenizer_dir = Path(out), Path(tokenizer_dir)
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    records = prepare_data(out, {"train": recipe.records, "val": {"caption": recipe.val_records}}, recipe.seed,
+    records = world_code_records(out, {"train": recipe.records, "val": {"caption": recipe.val_records}}, recipe.seed,
                            tokenizer_dir, progress)
     # The base LLM learns every sentence the world's tasks use, instruction prompts included (as
     # Vicuna knows English before SEED-LLaMA sees an image): SFT then needs no new text token.

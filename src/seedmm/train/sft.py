@@ -28,14 +28,20 @@ from pathlib import Path
 
 import torch
 
-from ..data.instructions import BUILDERS, SOURCE, TASK_WEIGHTS, changed_code_weights, conversation_ids
+from ..data.codes import world_code_records
+from ..data.instructions import (
+    BUILDERS,
+    SOURCE,
+    TASK_WEIGHTS,
+    changed_code_weights,
+    conversation_ids,
+)
 from ..data.sequences import pad_batch
 from ..models.llm import SeedLlama
 from ..world import render
 from ..world.scene import Scene
-from .llm import LORA_TARGETS, Mixture, batch_loss, prepare_data, train_all_but_embedding
 from .loop import LoopConfig, train
-
+from .mixture import LORA_TARGETS, Mixture, batch_loss, train_all_but_embedding
 
 FULL_LOOP = LoopConfig(steps=1000, lr=5e-4, warmup=30, weight_decay=0.0, eval_every=300, save_every=150)
 LORA_LOOP = LoopConfig(steps=900, lr=2e-3, warmup=30, eval_every=300, save_every=150)
@@ -55,7 +61,7 @@ class SftRecipe:
     # off: one task per batch. Over the shipped run's VQA stage, 1,000 steps: blending / composition /
     # in-context 18.5 / 33.5 / 27.0 -> 50.5 / 41.0 / 47.0%, video QA 46.0 -> 75.5%, VQA 91.4 -> 92.3%, but
     # each step 0.1 s dearer (737 s of mixture, not 555-690); with edits at 0.27 and 8 length groups, from
-    # an empty directory: edits 47.0%, 3-turn 37.7%, VQA 89.9%, 33 min 20 s, over the budget (README).
+    # an empty directory: edits 47.0%, 3-turn 37.7%, VQA 89.9%, 33 min 20 s, over the budget (docs/seed-llama-i.md).
     mixed_batches: bool = False
     length_groups: int = 4  # batch_loss runs a batch's rows in groups of similar length: less padding computed
     loop: LoopConfig | None = None  # None: the tuning's own (FULL_LOOP or LORA_LOOP)
@@ -65,24 +71,24 @@ class SftRecipe:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     # see changed_code_weights; the validation loss stays unweighted. 8 with the keep token (4 without it,
-    # before): keeping is then easy and the changes are what is missed; edits 34.5 / 37.0 / 35.5% at 4 / 8 / 16 (README).
+    # before): keeping is then easy and the changes are what is missed; edits 34.5 / 37.0 / 35.5% at 4 / 8 / 16 (docs/seed-llama-i.md).
     changed_code_weight: float = 8.0
     # changed_code_weights' `kept_object_weight`: the copied codes of regions that hold an object.
     # 1.0 (off: they weigh as any code) in the shipped recipe: at 4.0 edits copied far better (miscopied kept codes 901 -> 565
-    # in 200 edits) but wrote fewer changes right (recolours 17.0 -> 8.5%); edit success 21.0 -> 23.0% (README).
+    # in 200 edits) but wrote fewer changes right (recolours 17.0 -> 8.5%); edit success 21.0 -> 23.0% (docs/seed-llama-i.md).
     kept_object_weight: float = 1.0
     # A first stage of VQA alone, before the mixture: the lookup from a phrase ("the circle", "in the
     # top left") to the cells of the codes forms only after hundreds of full-tuning steps on a task
-    # that poses it (bench/context_lookup.py), more than the mixture's VQA share gives it (README).
+    # that poses it (bench/context_lookup.py), more than the mixture's VQA share gives it (docs/seed-llama-i.md).
     # VQA read after this stage alone: 75.7 / 82.3 / 87.7 / 91.6% after 500 / 1,000 / 1,500 / 1,750 steps.
     vqa_first_steps: int = 1750
     # `<img_keep>` (MultimodalTokenizer): an answer's image writes a code equal to the one at its index
     # in the image before it as this one token. Edit-only tuning from the pretrained LLM, 600 steps:
-    # edits written exactly 12.5% with full codes, 37.0% with it; in this recipe edits 23.0 -> 37.0% (README).
+    # edits written exactly 12.5% with full codes, 37.0% with it; in this recipe edits 23.0 -> 37.0% (docs/seed-llama-i.md).
     keep_token: bool = True
     # Off (0): a last stage after the mixture in which `edit_tail_share` of the batches are edits and the
     # rest the mixture's (`edit_tail_weights`). It buys edits with the rest: 600 mixture steps, then 400 of
-    # it, gave edits 37.0 -> 51.0%, captions 87.5 -> 63.5%, in-context composition 27.0 -> 1.0% (README).
+    # it, gave edits 37.0 -> 51.0%, captions 87.5 -> 63.5%, in-context composition 27.0 -> 1.0% (docs/seed-llama-i.md).
     edit_tail_steps: int = 0
     edit_tail_share: float = 0.5
     seed: int = 0
@@ -145,7 +151,7 @@ def train_sft(out: str | Path, llm_dir: str | Path, tokenizer_dir: str | Path | 
     llm = SeedLlama.from_pretrained(llm_dir, image_tokenizer=str(tokenizer_dir) if tokenizer_dir else None)
     llm.component("image_tokenizer")  # checks its fingerprint against the one the LLM recorded
     tokenizer_dir = llm.source("image_tokenizer")
-    records = prepare_data(out, {"train": recipe.records, "val": val_counts}, recipe.seed, tokenizer_dir, progress)
+    records = world_code_records(out, {"train": recipe.records, "val": val_counts}, recipe.seed, tokenizer_dir, progress)
     torch.manual_seed(recipe.seed)
     if recipe.keep_token:
         llm.add_keep_token(recipe.seed)

@@ -24,20 +24,19 @@ trainable parts; batches are epoch-wise shuffles, again a function of (seed, s).
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch.nn import functional as F
 
-from ..data.world_samples import make_record
 from ..eval.retrieval import held_out_pairs, retrieval_metrics
 from ..eval.tokenizer import caption_exact_rate
 from ..models.clip import ShapesClip, contrastive_loss
 from ..models.tokenizer import SeedTokenizer, preset
 from ..world import render
 from .loop import LoopConfig, epoch_batch_indices, train
+from .world_images import encode_latents, prior_read_back_rate, world_batch
 
 STAGES = ("0", "1", "2", "3")
 
@@ -85,21 +84,6 @@ class TokenizerRecipe:
     batch3: int = 256
     stage3_scenes: int = 49152
     seed: int = 0
-
-
-def world_batch(seed: int, step: int, size: int, paraphrase_rate: float = 0.0):
-    """(images, texts, keys) of train-split caption records step·size … step·size+size−1.
-
-    texts are canonical captions or, at `paraphrase_rate`, paraphrases; keys are the canonical
-    captions (equal keys = the same scene, so contrastive losses treat them as positives)."""
-    rng = random.Random(f"paraphrase/{seed}/{step}")
-    images, texts, keys = [], [], []
-    for index in range(step * size, (step + 1) * size):
-        record = make_record("caption", "train", index, seed)
-        images.append(render(record.scenes[0]))
-        keys.append(record.meta["caption"])
-        texts.append(record.meta["paraphrase"] if rng.random() < paraphrase_rate else record.meta["caption"])
-    return images, texts, keys
 
 
 def _validation_pairs(n: int = 256):
@@ -332,8 +316,6 @@ def train_stage2(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, tok: Seed
 def generation_targets(tok: SeedTokenizer, clip: ShapesClip, vae, recipe: TokenizerRecipe) -> dict:
     """Stage III's data for a fixed set of train scenes, computed once: the decoded codes (the head's
     input), the CLIP conditioning and the de-tokenizer's latent of each picture."""
-    from .detokenizer import encode_latents
-
     parts = {"decoded": [], "conditioning": [], "latents": []}
     chunk = 256
     for k in range(recipe.stage3_scenes // chunk):
@@ -348,7 +330,6 @@ def generation_targets(tok: SeedTokenizer, clip: ShapesClip, vae, recipe: Tokeni
 def train_stage3(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, tok: SeedTokenizer, detokenizer_dir,
                  progress: bool = True) -> SeedTokenizer:
     from ..models.detokenizer import SeedDetokenizerPipeline
-    from .detokenizer import prior_read_back_rate
 
     if not tok.config.v2_head:
         raise ValueError("stage III fits the v2 generation head; this tokenizer has none")

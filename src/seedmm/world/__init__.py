@@ -1,4 +1,4 @@
-"""The shapes world (shared/WORLD.md): scenes, rendering, canonical text, tasks and the judge."""
+"""The shapes world (docs/world.md): scenes, rendering, canonical text, tasks and the judge."""
 
 from .judge import (
     AttributeTally, box_iou, exact_match, geneval_categories, object_precision_recall, parse_answer, parse_box,

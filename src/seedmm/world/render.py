@@ -1,4 +1,4 @@
-"""Pixel-exact rendering of scenes (shared/WORLD.md "Drawing")."""
+"""Pixel-exact rendering of scenes (docs/world.md "Drawing")."""
 
 from __future__ import annotations
 

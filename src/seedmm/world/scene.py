@@ -1,4 +1,4 @@
-"""Scenes of the shapes world (shared/WORLD.md, version 1): objects, the 3×3 grid, sampling.
+"""Scenes of the shapes world (docs/world.md, version 1): objects, the 3×3 grid, sampling.
 
 Everything here is plain Python so that data generation never pays for importing torch.
 "Round" in the contract is Python's `round` (ties to even), which is what the golden renders use.

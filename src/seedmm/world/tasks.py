@@ -34,7 +34,7 @@ class Question:
 
 
 def answer_question(scene: Scene, kind: str, slots: dict) -> str:
-    """The canonical answer of a question about `scene` (the table of WORLD.md)."""
+    """The canonical answer of a question about `scene` (the table in docs/world.md)."""
     objs = scene.objects
     if kind == "colour":
         matches = [o for o in objs if o.shape == slots["shape"]]

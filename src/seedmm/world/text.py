@@ -1,6 +1,6 @@
 """Canonical text of the shapes world and paraphrases for training text.
 
-Canonical forms are exactly those of shared/WORLD.md. Paraphrases reword a prompt (caption,
+Canonical forms are exactly those of docs/world.md. Paraphrases reword a prompt (caption,
 question, instruction) but never its meaning, so the canonical answer stays valid.
 """
 

@@ -1,0 +1,7 @@
+"""`python -m seedmm.cli …` runs the command line as `seedmm …` does."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

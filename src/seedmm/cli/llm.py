@@ -1,0 +1,158 @@
+"""The LLM-side commands: SEED-LLaMA (pretokenize, train, generate, caption, eval) and SEED-LLaMA-I
+(train sft, ask, edit, chat, batch, eval sft), and the demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from .common import (
+    UsageError,
+    generation_options,
+    given_or_shipped,
+    load_clip,
+    load_each,
+    load_llm,
+    load_one,
+    require_tiny_preset,
+    rerank_options,
+)
+
+
+def cmd_pretokenize(args) -> None:
+    from ..data.codes import pretokenize
+
+    tokenizer_dir = given_or_shipped(args.tokenizer, "tokenizer")
+    done = pretokenize(args.shards, args.out, tokenizer_dir, progress=not args.quiet)
+    print(f"pretokenized {done['samples']} samples in {done['shards']} shards "
+          f"({done['skipped']} shards already done) → {args.out}")
+
+
+def cmd_train_llm(args) -> None:
+    from ..train.llm import LlmRecipe, train_llm
+
+    require_tiny_preset(args.preset, "load an official SEED-LLaMA directory with SeedLlama.from_pretrained")
+    tokenizer_dir = given_or_shipped(args.tokenizer, "tokenizer")
+    detokenizer_dir = given_or_shipped(args.detokenizer, "detokenizer")
+    path = train_llm(args.out, tokenizer_dir, detokenizer_dir, LlmRecipe(seed=args.seed), progress=not args.quiet)
+    print(f"SEED-LLaMA written to {path}")
+
+
+def cmd_generate(args) -> None:
+    out = Path(args.output)
+    if len(args.prompts) > 1 and out.suffix:
+        raise UsageError("with several prompts -o names a directory")
+    llm = load_llm(args)
+    options = generation_options(args, constrain_images=not args.unconstrained, image_guidance_scale=args.guidance,
+                                  **rerank_options(args))
+    codes = llm.generate_codes(args.prompts, options)
+    good = [(i, c) for i, c in enumerate(codes) if c is not None]
+    images = llm.draw([c for _, c in good], steps=args.steps, seed=args.seed) if good else []
+    for (i, c), image in zip(good, images):
+        path = out if len(args.prompts) == 1 else out / f"{i:04d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image.save(path)
+        print(json.dumps({"prompt": args.prompts[i], "image": str(path), "codes": c}) if args.json else path)
+    for i, c in enumerate(codes):
+        if c is None:
+            print(f"seedmm: error: no valid image for prompt {i} ({args.prompts[i]!r})", file=sys.stderr)
+    if len(good) < len(codes):
+        raise SystemExit(2)
+
+
+def cmd_caption(args) -> None:
+    llm = load_llm(args)
+    images, paths, errors = load_each(args.images)
+    captions = dict(zip(paths, llm.caption(images, generation_options(args, max_new_tokens=48)))) if images else {}
+    for path in args.images:  # input order; with --json a bad file gets its own error record
+        if path in captions:
+            print(json.dumps({"image": path, "caption": captions[path]}) if args.json else f"{path}: {captions[path]}")
+        elif args.json:
+            print(json.dumps({"image": path, "error": errors[path]}))
+    if errors:
+        raise SystemExit(2)
+
+
+def cmd_ask(args) -> None:
+    llm = load_llm(args, "llm-sft")
+    (answer,) = llm.ask([load_one(args.image)], [args.question], generation_options(args, max_new_tokens=16))
+    print(json.dumps({"image": args.image, "question": args.question, "answer": answer}) if args.json else answer)
+
+
+def cmd_edit(args) -> None:
+    llm = load_llm(args, "llm-sft")
+    (codes,) = llm.edit_codes([load_one(args.image)], [args.instruction], generation_options(args))
+    if codes is None:
+        raise UsageError(f"no valid image came out for {args.instruction!r}")
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    llm.draw([codes], steps=args.steps, seed=args.seed)[0].save(out)
+    print(json.dumps({"image": args.image, "instruction": args.instruction, "output": str(out), "codes": codes})
+          if args.json else out)
+
+
+def cmd_chat(args) -> None:
+    from ..serve.chat import chat_session
+
+    chat_session(load_llm(args, "llm-sft"), args, generation_options(args, max_new_tokens=96,
+                                                                          **rerank_options(args)))
+
+
+def cmd_batch(args) -> None:
+    from ..serve.batch import run_batch
+
+    try:
+        lines = Path(args.input).read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read {args.input}: {getattr(e, 'strerror', None) or e}") from None
+    from ..data.shards import ensure_writable_dir
+
+    out_dir = ensure_writable_dir(args.out_dir)
+    done = run_batch(load_llm(args, "llm-sft"), lines, out_dir, steps=args.steps, progress=not args.quiet)
+    print(f"{done['results']} results ({done['errors']} with an error) in {out_dir / 'results.jsonl'}")
+    if done["errors"]:
+        raise SystemExit(2)
+
+
+def cmd_train_sft(args) -> None:
+    from ..train.sft import SftRecipe, train_sft
+
+    require_tiny_preset(args.preset, "instruction-tune a full-size model with the Python API")
+    llm_dir = given_or_shipped(args.llm, "llm")
+    try:
+        recipe = SftRecipe(seed=args.seed, tuning=args.tuning, keep_token=args.keep_token,
+                           edit_tail_steps=args.edit_tail_steps, edit_tail_share=args.edit_tail_share,
+                           mixed_batches=args.mixed_batches)
+        if args.mixture_steps is not None:
+            recipe.loop = replace(recipe.loop, steps=args.mixture_steps)
+        path = train_sft(args.out, llm_dir, args.tokenizer, recipe, progress=not args.quiet)
+    except (FileNotFoundError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    print(f"SEED-LLaMA-I adapter written to {path}")
+
+
+def cmd_eval_sft(args) -> None:
+    from ..eval.sft import evaluate_sft, format_report
+
+    llm = load_llm(args, "llm-sft")
+    result = evaluate_sft(llm, load_clip(args.clip, None), n=args.n, steps=args.steps, seed=args.seed,
+                          drawings=args.drawings, **rerank_options(args))
+    print(json.dumps(result, indent=2) if args.json else format_report(result, args.n))
+
+
+def cmd_eval_llm(args) -> None:
+    from ..eval.llm import evaluate_llm, format_report
+
+    llm = load_llm(args)
+    result = evaluate_llm(llm, load_clip(args.clip, None), n=args.n, guidance=args.guidance, steps=args.steps,
+                          sheet_path=args.sheet, drawings=args.drawings, **rerank_options(args))
+    print(json.dumps(result, indent=2) if args.json else format_report(result, args.n))
+
+
+def cmd_demo(args) -> None:
+    from ..demo import run_demo
+
+    path = run_demo(args.out, args.seed)
+    print(f"demo written to {path}")
