@@ -26,10 +26,12 @@ from .images import (
     cmd_convert,
     cmd_detokenize,
     cmd_eval_detokenizer,
+    cmd_eval_seedx_detokenizer,
     cmd_eval_tokenizer,
     cmd_reconstruct,
     cmd_tokenize,
     cmd_train_detokenizer,
+    cmd_train_seedx_detokenizer,
     cmd_train_tokenizer,
 )
 from .llm import (
@@ -168,6 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
     td.add_argument("--style", choices=["v2", "v1", "both"], default="both", help="which decoder(s) (default both)")
     td.add_argument("--clip", help="the frozen towers the decoders condition on (default: shipped)")
 
+    tx = train_parser("seedx-detokenizer", "SEED-X de-tokenizers: stage 1 (ViT features → picture), stage 2 "
+                      "(features + source picture → edited picture)", "resumes; stage 2 starts from OUT/stage1",
+                      cmd_train_seedx_detokenizer)
+    tx.add_argument("--stage", choices=["1", "2", "both"], default="both", help="which stage(s) (default both)")
+    tx.add_argument("--clip", help="the frozen ViT the features come from (default: shipped)")
+    tx.add_argument("--vae", help="the palette autoencoder of the latents (default: the shipped de-tokenizer's)")
+
     tl = train_parser("llm", "SEED-LLaMA: text LLM from scratch, then LoRA (stage 1) and full fine-tune (stage 2)",
                       "resumes; world/ and codes/ data are made once", cmd_train_llm)
     tl.add_argument("--tokenizer", help="frozen image tokenizer (default: shipped)")
@@ -193,9 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--tokenizer", help="frozen image tokenizer (default: the one the LLM was trained on; "
                                         "another is refused)")
 
-    rc = sub.add_parser("reconstruct", help="image → 32 codes → image")
+    rc = sub.add_parser("reconstruct", help="image → 32 codes → image (SEED), or → ViT features → image (SEED-X)")
     rc.add_argument("images", nargs="+", help="image files")
     rc.add_argument("-o", "--output", required=True, help="output PNG (one image) or directory (several)")
+    rc.add_argument("--model", choices=["seed", "seed-x"], default="seed",
+                    help="seed: the SEED tokenizer's codes (default); seed-x: SEED-X's continuous ViT features "
+                         "and its stage-1 de-tokenizer (--detokenizer names one; default shipped)")
+    rc.add_argument("--clip", help="seed-x: the frozen ViT's towers (default: shipped)")
     sampling_args(rc)
     rc.set_defaults(func=cmd_reconstruct)
 
@@ -224,6 +237,22 @@ def build_parser() -> argparse.ArgumentParser:
     drawings_arg(ed, default=1)
     ed.set_defaults(func=cmd_eval_detokenizer)
 
+    ex = esub.add_parser("seedx-detokenizer", help="SEED-X de-tokenizers: reconstruction beside SEED v2 and the "
+                                                   "oracle, stage-2 edits at three image-guidance scales")
+    ex.add_argument("--stage1", help="stage-1 pipeline directory (default: shipped)")
+    ex.add_argument("--stage2", help="stage-2 pipeline directory (default: shipped)")
+    ex.add_argument("--clip", help="the frozen ViT's towers (default: shipped)")
+    ex.add_argument("--tokenizer", help="SEED tokenizer for the SEED v2 rows (default: shipped)")
+    ex.add_argument("--v2", help="SEED v2 de-tokenizer for its rows (default: shipped)")
+    ex.add_argument("--no-seed-rows", action="store_true", help="only the SEED-X rows")
+    ex.add_argument("--n", type=at_least_one, default=200, help="held-out scenes and edits (default 200)")
+    ex.add_argument("--steps", type=at_least_one, default=10, help="sampling steps (default 10)")
+    ex.add_argument("--image-guidance", type=float, help="the middle image-guidance scale (default: the tiny preset's)")
+    ex.add_argument("--sheet", help="write a PNG of originals beside stage-1 reconstructions here")
+    ex.add_argument("--seed", type=int, default=0)
+    ex.add_argument("--json", action="store_true")
+    ex.set_defaults(func=cmd_eval_seedx_detokenizer)
+
     el = esub.add_parser("llm", help="SEED-LLaMA: captioning, text-to-image, valid-image rates")
     el.add_argument("--llm", help="SEED-LLaMA directory (default: shipped)")
     el.add_argument("--clip", help="frozen towers for CLIP-sim and code retrieval (default: shipped)")
@@ -245,7 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     es.set_defaults(func=cmd_eval_sft)
 
     cv = sub.add_parser("convert", help="convert an official checkpoint into a seedmm directory")
-    cv.add_argument("model", choices=["seed-v2", "seed-v1"], help="which official model the file holds")
+    cv.add_argument("model", choices=["seed-v2", "seed-v1", "seedx-detokenizer"],
+                    help="which official model the file holds")
+    cv.add_argument("--stage", choices=["1", "2"], help="seedx-detokenizer: the de-tokenizer stage the file holds")
     cv.add_argument("--from", dest="source", required=True, help="official checkpoint (.pt/.pth/.bin/.safetensors)")
     cv.add_argument("--vit", help="the EVA-CLIP ViT weights, if the checkpoint lacks them")
     cv.add_argument("--config", help="config.json to use instead of the preset (for reduced checkpoints)")

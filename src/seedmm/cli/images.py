@@ -10,6 +10,7 @@ from pathlib import Path
 from .common import (
     UsageError,
     comma_list,
+    given_or_shipped,
     load_clip,
     load_detokenizer,
     load_each,
@@ -56,6 +57,8 @@ def cmd_eval_tokenizer(args) -> None:
 
 
 def cmd_convert(args) -> None:
+    if args.model == "seedx-detokenizer":
+        return cmd_convert_seedx_detokenizer(args)
     from ..models.convert import ConversionError, convert_seed_tokenizer_file
     from ..models.tokenizer import SeedTokenizerConfig, preset
 
@@ -84,11 +87,17 @@ def cmd_reconstruct(args) -> None:
     out = Path(args.output)
     if len(args.images) > 1 and out.suffix:
         raise UsageError("with several images -o names a directory")
-    tokenizer = load_tokenizer(args.tokenizer)
+    if args.model == "seed-x" and (args.style != "v2" or args.drawings != 1):
+        raise UsageError("--style and --drawings are options of the SEED decoders; --model seed-x decodes "
+                         "ViT features")
+    tokenizer = load_tokenizer(args.tokenizer) if args.model == "seed" else None
     images, paths, errors = load_each(args.images)
     if images:
         targets = [out if len(args.images) == 1 else out / f"{Path(p).stem}.png" for p in paths]
-        decode_to_files(tokenizer, args, tokenizer.encode(images).tolist(), targets)
+        if args.model == "seed-x":
+            reconstruct_seedx(args, images, targets)
+        else:
+            decode_to_files(tokenizer, args, tokenizer.encode(images).tolist(), targets)
     if errors:
         raise SystemExit(2)
 
@@ -162,3 +171,115 @@ def cmd_eval_detokenizer(args) -> None:
     print(json.dumps(result, indent=2) if args.json else format_table(result, args.n))
     if args.sheet and not args.json:
         print(f"originals beside reconstructions (oracle, v2, v1): {args.sheet}")
+
+
+# ---------------------------------------------------------------- SEED-X de-tokenizers
+
+def load_seedx_detokenizer(path: str | None, stage: int):
+    """A SEED-X de-tokenizer pipeline of `stage` (default: the shipped one), refused in one line if it is not."""
+    from diffusers.utils import logging as diffusers_logging
+
+    from ..models.seedx_detokenizer import SeedXDetokenizerPipeline
+
+    diffusers_logging.disable_progress_bar()
+    directory = given_or_shipped(path, f"seedx-detokenizer/stage{stage}")
+    require_pipeline_dir(directory)
+    index = json.loads((directory / "model_index.json").read_text())
+    if index.get("_class_name") != SeedXDetokenizerPipeline.__name__:
+        raise UsageError(f"{directory} holds a {index.get('_class_name')}, not a SEED-X de-tokenizer")
+    try:
+        pipe = SeedXDetokenizerPipeline.from_pretrained(directory)
+    except (FileNotFoundError, OSError) as e:
+        raise UsageError(str(e)) from None
+    if pipe.stage != stage:
+        raise UsageError(f"{directory} is a stage-{pipe.stage} SEED-X de-tokenizer; stage {stage} was expected")
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def reconstruct_seedx(args, images: list, targets: list[Path]) -> None:
+    """image → the frozen ViT's pooled patch features → the stage-1 SEED-X de-tokenizer → image."""
+    import torch
+
+    from ..models.seedx_detokenizer import mean_colour_features, vit_features
+
+    pipe = load_seedx_detokenizer(args.detokenizer, stage=1)
+    clip = load_clip(args.clip, None)
+    drawn = pipe(vit_features(clip, images), negative_features=mean_colour_features(clip),
+                 num_inference_steps=args.steps, guidance_scale=args.guidance, strength=args.strength,
+                 generator=torch.Generator().manual_seed(args.seed)).images
+    for image, path in zip(drawn, targets):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image.save(path)
+        print(path)
+
+
+def cmd_train_seedx_detokenizer(args) -> None:
+    from diffusers import AutoencoderKL
+
+    from ..train.seedx_detokenizer import SeedXDetokenizerRecipe, train_seedx_detokenizer
+
+    require_tiny_preset(args.preset, "convert the official weights with `seedmm convert seedx-detokenizer`")
+    stages = ["1", "2"] if args.stage == "both" else [args.stage]
+    vae_dir = given_or_shipped(args.vae, "detokenizer/vae")
+    if not (vae_dir / "config.json").is_file():
+        raise UsageError(f"{vae_dir} is not an autoencoder directory (no config.json)")
+    if stages == ["2"]:
+        require_pipeline_dir(Path(args.out) / "stage1")
+    train_seedx_detokenizer(args.out, load_clip(args.clip, None), AutoencoderKL.from_pretrained(vae_dir),
+                            SeedXDetokenizerRecipe(seed=args.seed), stages, progress=not args.quiet)
+    for stage in stages:
+        print(f"stage-{stage} SEED-X de-tokenizer written to {Path(args.out) / f'stage{stage}'}")
+
+
+def cmd_eval_seedx_detokenizer(args) -> None:
+    from ..eval.seedx_detokenizer import evaluate_seedx_detokenizer, format_table
+    from ..models.seedx_detokenizer import GUIDANCE
+
+    stage1, stage2 = load_seedx_detokenizer(args.stage1, 1), load_seedx_detokenizer(args.stage2, 2)
+    tokenizer = None if args.no_seed_rows else load_tokenizer(args.tokenizer)
+    seed_v2 = None if args.no_seed_rows else load_detokenizer(args.v2, "v2")
+    image_guidance = args.image_guidance or GUIDANCE["shapes-tiny"][1]
+    result = evaluate_seedx_detokenizer(
+        stage1, stage2, load_clip(args.clip, None), tokenizer, seed_v2, n=args.n, steps=args.steps,
+        image_guidances=(1.0, image_guidance, 2 * image_guidance), sheet=args.sheet, seed=args.seed)
+    print(json.dumps(result, indent=2) if args.json else format_table(result, args.n))
+    if args.sheet and not args.json:
+        print(f"originals beside SEED-X reconstructions: {args.sheet}")
+
+
+def cmd_convert_seedx_detokenizer(args) -> None:
+    """An official SDXLAdapter checkpoint → OUT/resampler and OUT/unet (diffusers layout)."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    from ..models.seedx_detokenizer import (
+        ResamplerXLV2, convert_official_state_dict, resampler_config_from_state, unet_config, widen_conv_in,
+    )
+
+    if args.stage is None:
+        raise UsageError("seedx-detokenizer: say which stage the file holds with --stage 1|2")
+    source = Path(args.source)
+    if not source.is_file():
+        raise UsageError(f"no such file: {source}")
+    try:
+        if source.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            state = load_file(str(source))
+        else:
+            state = torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 — any unreadable or unsafe file is one line
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"cannot read {source} as weights: {reason}") from None
+    resampler_state, unet_state = convert_official_state_dict(state, int(args.stage))
+    resampler = ResamplerXLV2(**resampler_config_from_state(resampler_state))
+    resampler.load_state_dict(resampler_state, strict=True)
+    width = unet_state["conv_in.weight"].shape[0]
+    unet = UNet2DConditionModel(**unet_config("seed-x" if width == 320 else "shapes-tiny", dict(resampler.config)))
+    if args.stage == "2":
+        unet = widen_conv_in(unet, unet_state["conv_in.weight"].shape[1] - unet.config.in_channels)
+    unet.load_state_dict(unet_state, strict=True)
+    out = Path(args.to)
+    resampler.save_pretrained(out / "resampler")
+    unet.save_pretrained(out / "unet")
+    print(f"converted {source} (stage {args.stage}) → {out}/resampler, {out}/unet")

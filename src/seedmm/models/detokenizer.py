@@ -47,6 +47,13 @@ def palette_to_pixels(indices: torch.LongTensor) -> torch.Tensor:
     return (PALETTE[indices].permute(0, 3, 1, 2) / 127.5) - 1.0
 
 
+@torch.no_grad()
+def encode_latents(vae, images) -> torch.Tensor:
+    """Scaled latent means (deterministic) of a batch of world pictures: what the denoisers learn, and
+    what a stage-2 SEED-X de-tokenizer reads as the source."""
+    return vae.encode(palette_to_pixels(palette_indices(images))).latent_dist.mode() * vae.config.scaling_factor
+
+
 def decode_latents(vae, latents: torch.Tensor) -> torch.Tensor:
     """Scaled latents (what the prior predicts and the UNet denoises) → palette logits."""
     return vae.decode(latents / vae.config.scaling_factor).sample
@@ -198,14 +205,9 @@ class SeedDetokenizerPipeline(DiffusionPipeline):
             cond = torch.cat([negative, cond])
         inputs = unet_conditioning(self.condition, cond)
         spatial = self.conditioner(cond) if self.conditioner is not None else None
-        self.scheduler.set_timesteps(num_inference_steps, device=self.device)
-        timesteps = self.scheduler.timesteps
-        if strength < 1:
-            skip = num_inference_steps - round(num_inference_steps * strength)
-            timesteps = timesteps[skip:]
-            self.scheduler.set_begin_index(skip)
-            estimate = spatial[-batch:]  # the conditional half under guidance
-            latents = self.scheduler.scale_noise(estimate, timesteps[:1], latents) if len(timesteps) else estimate
+        # the conditional half of the prior's map under guidance
+        estimate = spatial[-batch:] if spatial is not None else None
+        timesteps, latents = prior_start(self.scheduler, num_inference_steps, strength, estimate, latents)
         for t in self.progress_bar(timesteps):
             model_in = torch.cat([latents, latents]) if use_cfg else latents
             velocity = self.unet(unet_sample(model_in, spatial), t, **inputs).sample
@@ -219,6 +221,21 @@ class SeedDetokenizerPipeline(DiffusionPipeline):
             logits = decode_latents(self.vae, latents)
             images = logits if output_type == "logits" else logits_to_images(logits)
         return ImagePipelineOutput(images=images) if return_dict else (images,)
+
+
+def prior_start(scheduler, num_inference_steps: int, strength: float, estimate: torch.Tensor | None,
+                noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The timesteps to run and the latents to start from. Strength 1: all steps from pure noise.
+    Below 1 (diffusers' img2img convention): the latent prior's `estimate` noised to that level,
+    and only that share of the steps; 0 returns the estimate as it is, with no step to run."""
+    scheduler.set_timesteps(num_inference_steps, device=noise.device)
+    timesteps = scheduler.timesteps
+    if strength >= 1:
+        return timesteps, noise
+    skip = num_inference_steps - round(num_inference_steps * strength)
+    timesteps = timesteps[skip:]
+    scheduler.set_begin_index(skip)
+    return timesteps, scheduler.scale_noise(estimate, timesteps[:1], noise) if len(timesteps) else estimate
 
 
 def unet_sample(latents: torch.Tensor, spatial: torch.Tensor | None) -> torch.Tensor:

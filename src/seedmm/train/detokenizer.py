@@ -30,6 +30,7 @@ from ..models.clip import ShapesClip
 from ..models.detokenizer import (
     SeedDetokenizerPipeline,
     SpatialConditioner,
+    encode_latents,
     logits_to_images,
     new_palette_vae,
     new_unet,
@@ -41,7 +42,7 @@ from ..models.detokenizer import (
 from ..world import render
 from .loop import LoopConfig, epoch_batch_indices, train
 from .world_images import (
-    encode_latents,
+    fit_latent_prior,
     prior_read_back_rate,
     read_back_rate,
     world_batch,
@@ -164,19 +165,10 @@ def new_pipeline(vae, unet, conditioner) -> SeedDetokenizerPipeline:
 def train_prior(out: Path, style: str, recipe: DetokenizerRecipe, vae: AutoencoderKL, conds: torch.Tensor,
                 latents: torch.Tensor, val_conds: torch.Tensor, val_scenes, progress: bool = True) -> SpatialConditioner:
     """The latent prior: regression (MSE) of the clean latent from the condition."""
-    torch.manual_seed(recipe.seed + (3 if style == "v2" else 4))
-    conditioner = SpatialConditioner(conds.shape[-1], recipe.latent_channels, latents.shape[-1])
-
-    def loss_fn(step: int):
-        rows = epoch_batch_indices(recipe.seed + 5, step, recipe.batch_prior, len(conds))
-        return F.mse_loss(conditioner(conds[rows]), latents[rows]), {}
-
-    def validate():
-        return {"read_back": prior_read_back_rate(vae, conditioner, val_conds, val_scenes)}
-
-    train(f"detok-prior-{style}", conditioner, loss_fn, recipe.prior_v2 if style == "v2" else recipe.prior_v1,
-          out / f"{style}_prior_stage", validate, progress)
-    return conditioner.requires_grad_(False)
+    return fit_latent_prior(f"detok-prior-{style}", conds, latents, recipe.prior_v2 if style == "v2" else recipe.prior_v1,
+                            out / f"{style}_prior_stage", recipe.batch_prior, recipe.seed + (3 if style == "v2" else 4),
+                            recipe.seed + 5, lambda prior: {"read_back": prior_read_back_rate(vae, prior, val_conds,
+                                                                                                val_scenes)}, progress)
 
 
 def train_unet(out: Path, style: str, recipe: DetokenizerRecipe, clip: ShapesClip, vae: AutoencoderKL,

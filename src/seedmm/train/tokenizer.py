@@ -33,10 +33,11 @@ from torch.nn import functional as F
 from ..eval.retrieval import held_out_pairs, retrieval_metrics
 from ..eval.tokenizer import caption_exact_rate
 from ..models.clip import ShapesClip, contrastive_loss
+from ..models.detokenizer import encode_latents
 from ..models.tokenizer import SeedTokenizer, preset
 from ..world import render
 from .loop import LoopConfig, epoch_batch_indices, train
-from .world_images import encode_latents, prior_read_back_rate, world_batch
+from .world_images import prior_read_back_rate, world_batch
 
 STAGES = ("0", "1", "2", "3")
 

@@ -7,17 +7,17 @@ import random
 
 import torch
 from diffusers import AutoencoderKL
+from torch.nn import functional as F
 
 from ..data.world_samples import make_record
 from ..models.detokenizer import (
     SpatialConditioner,
     decode_latents,
     logits_to_images,
-    palette_indices,
-    palette_to_pixels,
 )
 from ..world import render
 from ..world.judge import exact_match, read_scene
+from .loop import LoopConfig, epoch_batch_indices, train
 
 
 def world_batch(seed: int, step: int, size: int, paraphrase_rate: float = 0.0):
@@ -35,12 +35,6 @@ def world_batch(seed: int, step: int, size: int, paraphrase_rate: float = 0.0):
     return images, texts, keys
 
 
-@torch.no_grad()
-def encode_latents(vae: AutoencoderKL, images) -> torch.Tensor:
-    """Scaled latent means (deterministic) of a batch of world images."""
-    return vae.encode(palette_to_pixels(palette_indices(images))).latent_dist.mode() * vae.config.scaling_factor
-
-
 def read_back_rate(scenes, images) -> float:
     """Share of pictures the judge reads back as exactly their scene."""
     return sum(exact_match(s, read_scene(i)) for s, i in zip(scenes, images)) / len(scenes)
@@ -50,3 +44,18 @@ def read_back_rate(scenes, images) -> float:
 def prior_read_back_rate(vae: AutoencoderKL, prior: SpatialConditioner, conds: torch.Tensor, scenes) -> float:
     """Read-back rate of the latent prior's estimates from `conds`, decoded as they are (strength 0)."""
     return read_back_rate(scenes, logits_to_images(decode_latents(vae, prior(conds))))
+
+
+def fit_latent_prior(name: str, conds: torch.Tensor, latents: torch.Tensor, loop: LoopConfig, out, batch: int,
+                     init_seed: int, batch_seed: int, validate=None, progress: bool = True) -> SpatialConditioner:
+    """A latent prior (MLP condition → clean latent) fitted by MSE in the one loop; `validate(prior)`
+    is called at the loop's evaluation steps. Returned frozen."""
+    torch.manual_seed(init_seed)
+    prior = SpatialConditioner(conds.shape[-1], latents.shape[1], latents.shape[-1])
+
+    def loss_fn(step: int):
+        rows = epoch_batch_indices(batch_seed, step, batch, len(conds))
+        return F.mse_loss(prior(conds[rows]), latents[rows]), {}
+
+    train(name, prior, loss_fn, loop, out, validate and (lambda: validate(prior)), progress)
+    return prior.requires_grad_(False)
