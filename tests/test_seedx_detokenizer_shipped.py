@@ -47,10 +47,11 @@ def test_reconstruct_cli_and_its_refusals(tmp_path, capsys):
         paths.append(tmp_path / f"scene{i}.png")
         render(scene).save(paths[-1])
     (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
-    code = main(["reconstruct", *map(str, paths), str(tmp_path / "broken.png"), "-o", str(tmp_path / "out"),
-                 "--model", "seed-x", "--steps", "10"])
+    with pytest.raises(SystemExit) as exit_:
+        main(["reconstruct", *map(str, paths), str(tmp_path / "broken.png"), "-o", str(tmp_path / "out"),
+              "--model", "seed-x", "--steps", "10"])
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and "broken.png" in err  # the bad file in one line, the good ones drawn
+    assert exit_.value.code == 2 and err.count("\n") == 1 and "broken.png" in err  # the bad file in one line, the good ones drawn
     drawn = [read_scene(Image.open(tmp_path / "out" / f"scene{i}.png")) for i in range(2)]
     assert sum(exact_match(s, d) for s, d in zip(scenes, drawn)) >= 1
 
