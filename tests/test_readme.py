@@ -2,23 +2,29 @@
 
 Every ```python block runs, in order, in one namespace; every line of every ```sh block runs through
 the real `seedmm` command line in the same directory — except the long jobs (training, evaluation,
-the demo, benchmarks), which are parsed by the real argument parser instead, so a renamed command or
-flag still fails here. A ```json block introduced by a line "`NAME`:" is written to NAME first.
+the demo, benchmarks, the server), which are parsed by the real argument parser instead, so a renamed
+command or flag still fails here. The serving examples (curl, the `openai` client) run against the
+tests' real server, with its address and key. A ```json block introduced by a line "`NAME`:" is
+written to NAME first.
 """
 
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from seedmm import cli
 
+from conftest import SERVE_KEY
+
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 BLOCK = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 # `seedmm …` commands that take minutes (or write a whole report): parsed, not run.
-PARSED_ONLY = {("train",), ("eval",), ("demo",)}
+PARSED_ONLY = {("train",), ("eval",), ("demo",), ("serve",)}
+README_SERVER = "http://127.0.0.1:8000"  # the address the README's serving examples use
 BENCH = re.compile(r"^(\.venv/bin/)?python3? (bench/\w+\.py)$")
 
 
@@ -46,9 +52,15 @@ def makefile_targets() -> set[str]:
     return {m.group(1) for m in re.finditer(r"^([a-z][\w-]*):", text, re.M)}
 
 
-def check_command(argv: list[str]) -> None:
+def check_command(argv: list[str], server: dict | None = None) -> None:
     """Run (or, for a long job, parse) one README command; fail with the command on any error."""
     shown = shlex.join(argv)
+    if argv[0] == "curl" and server is not None:
+        argv = [a.replace(README_SERVER, server["base"]) for a in argv]
+        run = subprocess.run([*argv, "--fail", "-H", f"Authorization: Bearer {SERVE_KEY}"], capture_output=True,
+                             text=True, timeout=600)
+        assert run.returncode == 0 and '"choices"' in run.stdout, f"README: `{shown}` failed: {run.stderr}{run.stdout}"
+        return
     if argv[0] == "make":
         assert argv[1] in makefile_targets(), f"README: `{shown}`: no such Makefile target"
         return
@@ -68,17 +80,19 @@ def check_command(argv: list[str]) -> None:
     assert code == 0, f"README: `{shown}` exited {code}"
 
 
-def test_every_readme_command_and_snippet_runs(tmp_path, monkeypatch):
+def test_every_readme_command_and_snippet_runs(tmp_path, monkeypatch, server):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "checkpoints").symlink_to(REPO / "checkpoints")  # the snippets' relative paths
     namespace: dict = {}
     ran = {"python": 0, "sh": 0}
     for language, body, before in readme_blocks(README.read_text()):
         if language == "python":
+            if README_SERVER in body:  # a serving example: against the tests' server
+                body = body.replace(README_SERVER, server["base"]).replace('api_key="unused"', f'api_key="{SERVE_KEY}"')
             exec(compile(body, "README.md", "exec"), namespace)
         elif language == "sh":
             for argv in shell_commands(body):
-                check_command(argv)
+                check_command(argv, server)
         elif language == "json" and (name := re.fullmatch(r".*`([\w.-]+)`:", before)):
             (tmp_path / name.group(1)).write_text(body)
         ran[language] = ran.get(language, 0) + 1

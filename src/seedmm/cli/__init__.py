@@ -48,6 +48,7 @@ from .llm import (
     cmd_train_llm,
     cmd_train_sft,
 )
+from .serve import cmd_serve, serve_args
 from .world import cmd_world_export, cmd_world_show
 
 
@@ -144,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--quiet", action="store_true", help="no progress bar")
     llm_args(bt, images=True)
     bt.set_defaults(func=cmd_batch)
+
+    sv = sub.add_parser("serve", help="an OpenAI-compatible HTTP API and a chat page (SEED-LLaMA-I)")
+    serve_args(sv)
+    sv.set_defaults(func=cmd_serve)
 
     train = sub.add_parser("train", help="train a stage on the shapes world")
     tsub = train.add_subparsers(dest="stage", required=True, parser_class=Parser, metavar="STAGE")

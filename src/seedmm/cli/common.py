@@ -4,6 +4,7 @@ loaders of shipped or given checkpoints."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -119,20 +120,46 @@ def require_pipeline_dir(directory: Path) -> None:
         raise UsageError(f"{directory} is not a de-tokenizer pipeline directory (no model_index.json)")
 
 
-def load_detokenizer(path: str | None, style: str):
+def load_pipeline(directory: Path, pipeline_class):
+    """A diffusers pipeline directory of `pipeline_class`, refused in one line if it is another kind."""
     from diffusers.utils import logging as diffusers_logging
 
-    from ..models.detokenizer import SeedDetokenizerPipeline
-
     diffusers_logging.disable_progress_bar()  # one loading bar per component is noise on a command line
+    require_pipeline_dir(directory)
+    kind = json.loads((directory / "model_index.json").read_text()).get("_class_name")
+    if kind != pipeline_class.__name__:
+        raise UsageError(f"{directory} holds a {kind}, not a {pipeline_class.__name__}")
     try:
-        directory = given_or_shipped(path, DETOKENIZER_PART[style])
-        require_pipeline_dir(directory)
-        pipe = SeedDetokenizerPipeline.from_pretrained(directory)
+        pipe = pipeline_class.from_pretrained(directory)
     except (FileNotFoundError, OSError) as e:
         raise UsageError(str(e)) from None
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def load_detokenizer(path: str | None, style: str):
+    from ..models.detokenizer import SeedDetokenizerPipeline
+
+    return load_pipeline(given_or_shipped(path, DETOKENIZER_PART[style]), SeedDetokenizerPipeline)
+
+
+def load_seedx_detokenizer(path: str | None, stage: int):
+    """A SEED-X de-tokenizer pipeline of `stage` (default: the shipped one)."""
+    from ..models.seedx_detokenizer import SeedXDetokenizerPipeline
+
+    directory = given_or_shipped(path, f"seedx-detokenizer/stage{stage}")
+    pipe = load_pipeline(directory, SeedXDetokenizerPipeline)
+    if pipe.stage != stage:
+        raise UsageError(f"{directory} is a stage-{pipe.stage} SEED-X de-tokenizer; stage {stage} was expected")
+    return pipe
+
+
+def write_images(images: list, paths: list[Path]) -> None:
+    """Each picture to its path (parents created), the path printed as it is written."""
+    for image, path in zip(images, paths):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image.save(path)
+        print(path)
 
 
 def sampling_args(parser) -> None:
@@ -190,12 +217,15 @@ def load_llm(args, part: str = "llm"):
     return llm
 
 
-def generation_options(args, **fixed):
-    from ..models.llm import GenerationOptions
+def generation_options(args, task: str, **fixed):
+    """`task`'s shared defaults (`models.generation.TASK_DEFAULTS`) with the flags the user gave."""
+    from ..models.generation import task_options
 
-    sampling = args.temperature is not None or args.top_p is not None or args.top_k is not None
-    return GenerationOptions(do_sample=sampling, temperature=args.temperature or 1.0, top_p=args.top_p or 1.0,
-                             top_k=args.top_k or 0, num_beams=args.beams, seed=args.seed, **fixed)
+    try:
+        return task_options(task, temperature=args.temperature, top_p=args.top_p, top_k=args.top_k,
+                            num_beams=args.beams, seed=args.seed, **fixed)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def load_one(path: str):

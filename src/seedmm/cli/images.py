@@ -14,9 +14,11 @@ from .common import (
     load_clip,
     load_detokenizer,
     load_each,
+    load_seedx_detokenizer,
     load_tokenizer,
     require_pipeline_dir,
     require_tiny_preset,
+    write_images,
 )
 
 
@@ -77,10 +79,7 @@ def decode_to_files(tokenizer, args, codes: list[list[int]], paths: list[Path]) 
     pipe = load_detokenizer(args.detokenizer, args.style)
     images = tokenizer.decode(codes, pipe, num_inference_steps=args.steps, guidance_scale=args.guidance,
                               strength=args.strength, seed=args.seed, drawings=args.drawings)
-    for image, path in zip(images, paths):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        image.save(path)
-        print(path)
+    write_images(images, paths)
 
 
 def cmd_reconstruct(args) -> None:
@@ -175,28 +174,6 @@ def cmd_eval_detokenizer(args) -> None:
 
 # ---------------------------------------------------------------- SEED-X de-tokenizers
 
-def load_seedx_detokenizer(path: str | None, stage: int):
-    """A SEED-X de-tokenizer pipeline of `stage` (default: the shipped one), refused in one line if it is not."""
-    from diffusers.utils import logging as diffusers_logging
-
-    from ..models.seedx_detokenizer import SeedXDetokenizerPipeline
-
-    diffusers_logging.disable_progress_bar()
-    directory = given_or_shipped(path, f"seedx-detokenizer/stage{stage}")
-    require_pipeline_dir(directory)
-    index = json.loads((directory / "model_index.json").read_text())
-    if index.get("_class_name") != SeedXDetokenizerPipeline.__name__:
-        raise UsageError(f"{directory} holds a {index.get('_class_name')}, not a SEED-X de-tokenizer")
-    try:
-        pipe = SeedXDetokenizerPipeline.from_pretrained(directory)
-    except (FileNotFoundError, OSError) as e:
-        raise UsageError(str(e)) from None
-    if pipe.stage != stage:
-        raise UsageError(f"{directory} is a stage-{pipe.stage} SEED-X de-tokenizer; stage {stage} was expected")
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
 def reconstruct_seedx(args, images: list, targets: list[Path]) -> None:
     """image → the frozen ViT's pooled patch features → the stage-1 SEED-X de-tokenizer → image."""
     import torch
@@ -208,16 +185,16 @@ def reconstruct_seedx(args, images: list, targets: list[Path]) -> None:
     drawn = pipe(vit_features(clip, images), negative_features=mean_colour_features(clip),
                  num_inference_steps=args.steps, guidance_scale=args.guidance, strength=args.strength,
                  generator=torch.Generator().manual_seed(args.seed)).images
-    for image, path in zip(drawn, targets):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        image.save(path)
-        print(path)
+    write_images(drawn, targets)
 
 
 def cmd_train_seedx_detokenizer(args) -> None:
     from diffusers import AutoencoderKL
 
-    from ..train.seedx_detokenizer import SeedXDetokenizerRecipe, train_seedx_detokenizer
+    from ..train.seedx_detokenizer import (
+        SeedXDetokenizerRecipe,
+        train_seedx_detokenizer,
+    )
 
     require_tiny_preset(args.preset, "convert the official weights with `seedmm convert seedx-detokenizer`")
     stages = ["1", "2"] if args.stage == "both" else [args.stage]
@@ -250,27 +227,24 @@ def cmd_eval_seedx_detokenizer(args) -> None:
 
 def cmd_convert_seedx_detokenizer(args) -> None:
     """An official SDXLAdapter checkpoint → OUT/resampler and OUT/unet (diffusers layout)."""
-    import torch
     from diffusers import UNet2DConditionModel
 
+    from ..models.convert import ConversionError, load_checkpoint
     from ..models.seedx_detokenizer import (
-        ResamplerXLV2, convert_official_state_dict, resampler_config_from_state, unet_config, widen_conv_in,
+        ResamplerXLV2,
+        convert_official_state_dict,
+        resampler_config_from_state,
+        unet_config,
+        widen_conv_in,
     )
 
     if args.stage is None:
         raise UsageError("seedx-detokenizer: say which stage the file holds with --stage 1|2")
     source = Path(args.source)
-    if not source.is_file():
-        raise UsageError(f"no such file: {source}")
     try:
-        if source.suffix == ".safetensors":
-            from safetensors.torch import load_file
-            state = load_file(str(source))
-        else:
-            state = torch.load(source, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 — any unreadable or unsafe file is one line
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UsageError(f"cannot read {source} as weights: {reason}") from None
+        state = load_checkpoint(source)
+    except ConversionError as e:
+        raise UsageError(str(e)) from None
     resampler_state, unet_state = convert_official_state_dict(state, int(args.stage))
     resampler = ResamplerXLV2(**resampler_config_from_state(resampler_state))
     resampler.load_state_dict(resampler_state, strict=True)

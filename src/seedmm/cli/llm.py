@@ -45,8 +45,8 @@ def cmd_generate(args) -> None:
     if len(args.prompts) > 1 and out.suffix:
         raise UsageError("with several prompts -o names a directory")
     llm = load_llm(args)
-    options = generation_options(args, constrain_images=not args.unconstrained, image_guidance_scale=args.guidance,
-                                  **rerank_options(args))
+    options = generation_options(args, "generate", constrain_images=not args.unconstrained,
+                                 image_guidance_scale=args.guidance, **rerank_options(args))
     codes = llm.generate_codes(args.prompts, options)
     good = [(i, c) for i, c in enumerate(codes) if c is not None]
     images = llm.draw([c for _, c in good], steps=args.steps, seed=args.seed) if good else []
@@ -65,7 +65,7 @@ def cmd_generate(args) -> None:
 def cmd_caption(args) -> None:
     llm = load_llm(args)
     images, paths, errors = load_each(args.images)
-    captions = dict(zip(paths, llm.caption(images, generation_options(args, max_new_tokens=48)))) if images else {}
+    captions = dict(zip(paths, llm.caption(images, generation_options(args, "caption")))) if images else {}
     for path in args.images:  # input order; with --json a bad file gets its own error record
         if path in captions:
             print(json.dumps({"image": path, "caption": captions[path]}) if args.json else f"{path}: {captions[path]}")
@@ -77,13 +77,13 @@ def cmd_caption(args) -> None:
 
 def cmd_ask(args) -> None:
     llm = load_llm(args, "llm-sft")
-    (answer,) = llm.ask([load_one(args.image)], [args.question], generation_options(args, max_new_tokens=16))
+    (answer,) = llm.ask([load_one(args.image)], [args.question], generation_options(args, "ask"))
     print(json.dumps({"image": args.image, "question": args.question, "answer": answer}) if args.json else answer)
 
 
 def cmd_edit(args) -> None:
     llm = load_llm(args, "llm-sft")
-    (codes,) = llm.edit_codes([load_one(args.image)], [args.instruction], generation_options(args))
+    (codes,) = llm.edit_codes([load_one(args.image)], [args.instruction], generation_options(args, "edit"))
     if codes is None:
         raise UsageError(f"no valid image came out for {args.instruction!r}")
     out = Path(args.output)
@@ -96,8 +96,7 @@ def cmd_edit(args) -> None:
 def cmd_chat(args) -> None:
     from ..serve.chat import chat_session
 
-    chat_session(load_llm(args, "llm-sft"), args, generation_options(args, max_new_tokens=96,
-                                                                          **rerank_options(args)))
+    chat_session(load_llm(args, "llm-sft"), args, generation_options(args, "chat", **rerank_options(args)))
 
 
 def cmd_batch(args) -> None:

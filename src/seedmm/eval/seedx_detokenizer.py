@@ -45,7 +45,7 @@ def evaluate_stage1(stage1, clip, n: int, steps: int, batch: int = 50, seed: int
         if start == 0:
             pictures = [im for pair in zip(originals[:12], drawn[:12]) for im in pair]
     if sheet is not None:
-        image_grid(pictures, cols=2, cell=96).save(sheet)
+        image_grid(pictures, cols=6, cell=96).save(sheet)
     return tally.summary()
 
 

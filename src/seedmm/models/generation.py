@@ -98,9 +98,57 @@ def image_reply_options(options: GenerationOptions | None) -> GenerationOptions:
     return replace(options or GenerationOptions(), force_image=True, max_new_tokens=TOKENS_PER_IMAGE + 8)
 
 
+# The one set of generation defaults, per task: the Python API (an options argument left out), the
+# command line, `seedmm batch` and `seedmm serve` all start from these and override fields the same
+# way (`task_options`). Text-to-image uses the measured defaults of the shipped weights
+# (`seedmm.checkpoints`): guidance on image tokens, self-reranked candidates sampled at top-p. A chat
+# turn that is one text-to-image request is self-reranked the same way; chat leaves image guidance
+# off, as it was measured (docs/seed-llama-i.md), since it would also steer edits and answers.
+_TEXT_TO_IMAGE = {"image_guidance_scale": TEXT_TO_IMAGE_GUIDANCE, "rerank": TEXT_TO_IMAGE_RERANK,
+                  "candidate_top_p": TEXT_TO_IMAGE_CANDIDATE_TOP_P}
+TASK_DEFAULTS: dict[str, dict] = {
+    "caption": {"max_new_tokens": 48},
+    "ask": {"max_new_tokens": 16},
+    "edit": {},
+    "generate": _TEXT_TO_IMAGE,
+    "chat": {"max_new_tokens": 96, "rerank": TEXT_TO_IMAGE_RERANK, "candidate_top_p": TEXT_TO_IMAGE_CANDIDATE_TOP_P},
+}
+OPTION_NAMES = frozenset(GenerationOptions.__dataclass_fields__)
+
+
+def task_options(task: str, **given) -> GenerationOptions:
+    """`task`'s defaults with the `given` fields set (None leaves a default). Asking for a temperature,
+    top-p or top-k turns sampling on unless `do_sample` is given too. Unknown fields and bad values
+    raise ValueError."""
+    given = {k: v for k, v in given.items() if v is not None}
+    unknown = sorted(set(given) - OPTION_NAMES)
+    if unknown:
+        raise ValueError(f"unknown option {', '.join(unknown)}; known: {', '.join(sorted(OPTION_NAMES))}")
+    if any(k in given for k in ("temperature", "top_p", "top_k")):
+        given.setdefault("do_sample", True)
+    options = GenerationOptions(**{**TASK_DEFAULTS[task], **given})
+    check_options(options)
+    return options
+
+
+def check_options(o: GenerationOptions) -> None:
+    """Values generation cannot use, refused in one line before any work starts."""
+    for name, low in (("max_new_tokens", 1), ("num_beams", 1), ("rerank", 1), ("top_k", 0)):
+        value = getattr(o, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    for name in ("temperature", "top_p", "candidate_top_p", "image_guidance_scale"):
+        value = getattr(o, name)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value:
+            raise ValueError(f"{name} must be a number, got {value!r}")
+    if o.temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {o.temperature}")
+    if not 0 < o.top_p <= 1 or not 0 < o.candidate_top_p <= 1:
+        raise ValueError("top_p and candidate_top_p must be in (0, 1]")
+    if o.seed is not None and (not isinstance(o.seed, int) or isinstance(o.seed, bool)):
+        raise ValueError(f"seed must be an integer, got {o.seed!r}")
+
+
 def text_to_image_options(**changes) -> GenerationOptions:
-    """The measured text-to-image defaults of the shipped weights (`seedmm.checkpoints`), as `seedmm
-    generate` uses them: guidance on image tokens, self-reranked candidates sampled at top-p; `changes`
-    set other fields (or override these)."""
-    return GenerationOptions(**{"image_guidance_scale": TEXT_TO_IMAGE_GUIDANCE, "rerank": TEXT_TO_IMAGE_RERANK,
-                                "candidate_top_p": TEXT_TO_IMAGE_CANDIDATE_TOP_P, **changes})
+    """The text-to-image defaults (`TASK_DEFAULTS["generate"]`) with `changes` set."""
+    return task_options("generate", **changes)

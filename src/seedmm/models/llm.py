@@ -39,6 +39,7 @@ from .generation import (
     ImageSpanConstraint,
     ImageTokenGuidance,
     image_reply_options,
+    task_options,
 )
 from .vocabulary import TOKENS_PER_IMAGE, Decoded, MultimodalTokenizer
 
@@ -229,7 +230,7 @@ class SeedLlama:
         """The assistant's next reply to each conversation (turns as in data/instructions.py, images as
         32 codes), decoded into text and checked image spans. With `options.rerank` > 1, a conversation
         that is one text-to-image request is answered by `generate_codes` on its caption, self-reranked."""
-        o = options or GenerationOptions(96)
+        o = options or task_options("chat")
         captions = [requested_caption(turns) if o.rerank > 1 else None for turns in conversations]
         drawn = [i for i, c in enumerate(captions) if c is not None]  # drawn as `generate_codes` draws them
         replies: list = [None] * len(conversations)
@@ -280,7 +281,7 @@ class SeedLlama:
         """Images → canonical captions (instruction layout if instruction-tuned, else `<s>{image}` →
         `{caption}</s>` as in pretraining)."""
         codes = self.component("image_tokenizer").encode(images).tolist()
-        options = options or GenerationOptions(40)
+        options = options or task_options("caption")
         if self.instruction_tuned:
             return [d.text for d in self.respond([[("user", caption_request(c))] for c in codes], options)]
         prompts = [self.tokenizer.encode([c]) for c in codes]
@@ -290,7 +291,7 @@ class SeedLlama:
         """Visual question answering (instruction-tuned models): one short answer per (image, question)."""
         codes = self.component("image_tokenizer").encode(images).tolist()
         turns = [[("user", question_request(c, q))] for c, q in zip(codes, questions, strict=True)]
-        return [d.text for d in self.respond(turns, options or GenerationOptions(16))]
+        return [d.text for d in self.respond(turns, options or task_options("ask"))]
 
     def edit_codes(self, images, instructions: list[str], options: GenerationOptions | None = None):
         """Image + instruction → the edited image's 32 codes (None where no valid image came out)."""
@@ -299,13 +300,13 @@ class SeedLlama:
     def edit_coded(self, codes: list[list[int]], instructions: list[str], options: GenerationOptions | None = None):
         """`edit_codes` for images already in codes (32 per image)."""
         turns = [[("user", edit_request(c, i))] for c, i in zip(codes, instructions, strict=True)]
-        return first_images(self.respond(turns, image_reply_options(options)))
+        return first_images(self.respond(turns, image_reply_options(options or task_options("edit"))))
 
     # ------------------------------------------------------------ text in, images out
     def generate_codes(self, prompts: list[str], options: GenerationOptions | None = None) -> list[list[int] | None]:
         """Text → 32 codes per prompt (instruction layout if instruction-tuned, else `<s>{caption}<img>`
         → codes `</img>`); None where no valid image came out (only possible with constraints off)."""
-        o = image_reply_options(options)
+        o = image_reply_options(options or task_options("generate"))
         if o.rerank < 1:
             raise ValueError(f"rerank is the number of candidates to choose from (1 = off), got {o.rerank}")
         if o.rerank > 1:

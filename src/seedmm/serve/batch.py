@@ -10,7 +10,8 @@ One JSON object per input line:
 One result per non-blank input line, in input order, in DIR/results.jsonl:
     {"id", "text", "images": [paths of DIR/{id}-{k}.png], "error"}
 A line that cannot run (malformed JSON, unknown task, missing field, missing image, bad option)
-gets its own result with "error" set and null text; every other line still runs. Results are
+gets its own result with "error" set and null text; every other line still runs. Options left out
+take the task's defaults shared with the CLI and the server (`models.generation.TASK_DEFAULTS`). Results are
 written as they come, so a killed job keeps what it finished.
 """
 
@@ -18,16 +19,14 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import fields
 from pathlib import Path
 
 from ..models.images import save_images
-from ..models.llm import GenerationOptions
+from ..models.generation import GenerationOptions, task_options
 
 TASKS = ("caption", "ask", "generate", "edit", "chat")
 # What each task reads besides the image(s): the request's text field.
 TEXT_FIELD = {"ask": "question", "generate": "prompt", "edit": "instruction"}
-_OPTION_NAMES = {f.name for f in fields(GenerationOptions)}
 
 
 class RequestError(ValueError):
@@ -45,18 +44,16 @@ def parse_request(line: str) -> dict:
 
 
 def _options(request: dict, default_steps: int) -> tuple[GenerationOptions, int]:
+    """The task's shared defaults (`TASK_DEFAULTS`, as the CLI and the server) with the request's options."""
     given = request.get("options") or {}
     if not isinstance(given, dict):
         raise RequestError("options is a JSON object")
     given = dict(given)
     steps = given.pop("steps", default_steps)
-    unknown = sorted(set(given) - _OPTION_NAMES)
-    if unknown:
-        raise RequestError(f"unknown option {', '.join(unknown)}")
-    if any(k in given for k in ("temperature", "top_p", "top_k")):
-        given.setdefault("do_sample", True)
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise RequestError(f"bad options: steps must be an integer >= 1, got {steps!r}")
     try:
-        return GenerationOptions(**given), int(steps)
+        return task_options(request["task"], **given), steps
     except (TypeError, ValueError) as e:
         raise RequestError(f"bad options: {e}") from None
 

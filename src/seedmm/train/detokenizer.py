@@ -25,7 +25,6 @@ import torch
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
 from torch.nn import functional as F
 
-from ..eval.retrieval import held_out_pairs
 from ..models.clip import ShapesClip
 from ..models.detokenizer import (
     SeedDetokenizerPipeline,
@@ -45,6 +44,8 @@ from .world_images import (
     fit_latent_prior,
     prior_read_back_rate,
     read_back_rate,
+    save_half,
+    validation_pairs,
     world_batch,
 )
 
@@ -96,17 +97,12 @@ class DetokenizerRecipe:
     seed: int = 0
 
 
-def _validation_pairs(n: int = 128):
-    pairs = held_out_pairs(n, split="val")
-    return [s for s, _ in pairs], [c for _, c in pairs]
-
-
 # ---------------------------------------------------------------- vae
 
 def train_vae(out: Path, recipe: DetokenizerRecipe, progress: bool = True) -> AutoencoderKL:
     torch.manual_seed(recipe.seed)
     vae = new_palette_vae(recipe.vae_widths, recipe.latent_channels)
-    val_scenes, _ = _validation_pairs()
+    val_scenes, _ = validation_pairs()
     val_target = palette_indices([render(s) for s in val_scenes])
 
     def loss_fn(step: int):
@@ -175,7 +171,7 @@ def train_unet(out: Path, style: str, recipe: DetokenizerRecipe, clip: ShapesCli
                data: dict[str, torch.Tensor], progress: bool = True) -> SeedDetokenizerPipeline:
     condition = "image" if style == "v2" else "text"
     vae.requires_grad_(False)
-    val_scenes, val_captions = _validation_pairs()
+    val_scenes, val_captions = validation_pairs()
     with torch.no_grad():
         val_conds = clip.conditioning(clip.pixel_values([render(s) for s in val_scenes])) \
             if condition == "image" else clip.text_tokens(val_captions)
@@ -210,10 +206,8 @@ def train_unet(out: Path, style: str, recipe: DetokenizerRecipe, clip: ShapesCli
     loop = recipe.unet_v2 if style == "v2" else recipe.unet_v1
     train(f"detok-unet-{style}", unet, loss_fn, loop, out / f"{style}_stage", validate, progress)
     pipe.set_progress_bar_config(disable=False)
-    # Stored in fp16 (half the bytes: the shipped checkpoints share a 60 MB budget); diffusers'
-    # from_pretrained loads fp32 unless told otherwise, which is what a CPU wants (fp16 is ~100x slower).
-    pipe.to(torch.float16).save_pretrained(out / style)
-    return pipe.to(torch.float32)
+    save_half(pipe, out / style)
+    return pipe
 
 
 def train_detokenizer(out: str | Path, clip: ShapesClip, recipe: DetokenizerRecipe | None = None,

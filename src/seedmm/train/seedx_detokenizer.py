@@ -24,7 +24,6 @@ InstructPix2Pix) so guidance has its unconditional branches. Stage 2 reuses stag
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +32,6 @@ from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
 from torch.nn import functional as F
 
 from ..data.world_samples import make_record
-from ..eval.retrieval import held_out_pairs
 from ..eval.seedx_detokenizer import kept_share
 from ..models.clip import ShapesClip
 from ..models.detokenizer import encode_latents
@@ -41,9 +39,16 @@ from ..models.seedx_detokenizer import (
     SeedXDetokenizerPipeline, mean_colour_features, new_resampler, new_sdxl_style_unet, vit_features, widen_conv_in,
 )
 from ..world import render
-from .loop import LoopConfig, epoch_batch_indices, train
 from ..world.judge import exact_match, read_scene
-from .world_images import fit_latent_prior, prior_read_back_rate, read_back_rate, world_batch
+from .loop import LoopConfig, epoch_batch_indices, train
+from .world_images import (
+    fit_latent_prior,
+    prior_read_back_rate,
+    read_back_rate,
+    save_half,
+    validation_pairs,
+    world_batch,
+)
 
 STAGES = ("1", "2")
 
@@ -115,22 +120,12 @@ def dropped(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return x * keep.to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
 
 
-def validation_scenes(n: int = 128):
-    return [s for s, _ in held_out_pairs(n, split="val")]
-
-
-def save_half(pipe: SeedXDetokenizerPipeline, directory: Path) -> None:
-    """Stored in fp16, as the project's other de-tokenizers (half the bytes of the shared checkpoint
-    budget); diffusers loads it back in fp32, what a CPU wants."""
-    copy.deepcopy(pipe).to(torch.float16).save_pretrained(directory)
-
-
 def train_stage1(out: Path, recipe: SeedXDetokenizerRecipe, clip: ShapesClip, vae: AutoencoderKL,
                  progress: bool = True) -> None:
     data = stage1_data(clip, vae, recipe)
     features, latents = data["features"], data["latents"]
     negative = mean_colour_features(clip, recipe.pool)
-    val_scenes = validation_scenes()
+    val_scenes = validation_pairs()[0]
     val_features = vit_features(clip, [render(s) for s in val_scenes], recipe.pool)
     prior = fit_latent_prior(
         "seedx-detok-prior", features.flatten(1), latents, recipe.prior, out / "prior_run", recipe.batch_prior,

@@ -3,6 +3,7 @@ world batches, the palette latents of pictures, and the judge's read-back rate t
 
 from __future__ import annotations
 
+import copy
 import random
 
 import torch
@@ -10,6 +11,7 @@ from diffusers import AutoencoderKL
 from torch.nn import functional as F
 
 from ..data.world_samples import make_record
+from ..eval.retrieval import held_out_pairs
 from ..models.detokenizer import (
     SpatialConditioner,
     decode_latents,
@@ -33,6 +35,19 @@ def world_batch(seed: int, step: int, size: int, paraphrase_rate: float = 0.0):
         keys.append(record.meta["caption"])
         texts.append(record.meta["paraphrase"] if rng.random() < paraphrase_rate else record.meta["caption"])
     return images, texts, keys
+
+
+def validation_pairs(n: int = 128):
+    """(scenes, captions) of the validation split the image recipes check themselves on."""
+    pairs = held_out_pairs(n, split="val")
+    return [s for s, _ in pairs], [c for _, c in pairs]
+
+
+def save_half(pipe, directory) -> None:
+    """A pipeline stored in fp16 (half the bytes: the shipped checkpoints share one budget); diffusers'
+    from_pretrained loads it back in fp32 unless told otherwise, which is what a CPU wants (fp16 is
+    ~100x slower here). The pipeline in hand stays as it is."""
+    copy.deepcopy(pipe).to(torch.float16).save_pretrained(directory)
 
 
 def read_back_rate(scenes, images) -> float:
