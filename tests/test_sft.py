@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from seedmm.checkpoints import shipped
+from seedmm.train.checkpoint import latest_checkpoint
 from seedmm.data.instructions import (
     ASSISTANT, BUILDERS, COMPOSE_KINDS, SOURCE, TASK_WEIGHTS, changed_code_weights, compose, conversation_ids,
     edit_request, instruction_corpus, question_request,
@@ -280,7 +281,7 @@ def test_tiny_instruction_tuning_run_writes_a_loadable_adapter(llm_dir, tmp_path
                        vqa_first_steps=2, edit_tail_steps=2)
     path = train_sft(tmp_path / "run", llm_dir, shipped("tokenizer"), recipe, progress=False)
     for stage, steps in (("sft-vqa", 2), ("sft", 3), ("sft-edit-tail", 2)):  # VQA alone, the mixture, its edit tail
-        assert json.loads((tmp_path / "run" / stage / "last" / "state.json").read_text())["step"] == steps
+        assert json.loads((latest_checkpoint(tmp_path / "run" / stage) / "state.json").read_text())["step"] == steps
     assert (path / "adapter_config.json").is_file() and json.loads((path / "seedmm.json").read_text())["instruction_tuned"]
     tuned, base = SeedLlama.from_pretrained(path), SeedLlama.from_pretrained(llm_dir)
     assert tuned.instruction_tuned and type(tuned.model).__name__ == "LlamaForCausalLM"

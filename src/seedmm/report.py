@@ -8,6 +8,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from .atomic import write_atomically
+
 
 def image_grid(images: list[Image.Image], cols: int, cell: int = 128, pad: int = 4,
                labels: list[str] | None = None) -> Image.Image:
@@ -56,5 +58,5 @@ code {{ background: #f3f3f3; padding: 0 .2em; }}
 def write_html(path: str | Path, title: str, sections: list[tuple[str, str]]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html_page(title, sections))
+    write_atomically(path, lambda f: f.write_text(html_page(title, sections)))
     return path

@@ -159,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument("--out", required=True, help=f"run directory ({out_help})")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--quiet", action="store_true", help="no progress bars")
-        parser.set_defaults(func=func)
+        parser.add_argument("--keep", type=at_least_one, default=None,
+                            help="complete checkpoints kept per stage, newest first (default 2)")
+        parser.set_defaults(func=keeping(func))
         return parser
 
     tt = train_parser("tokenizer", "stage 0 (tiny CLIP), I (causal Q-Former), II (codebook + heads), "
@@ -293,6 +295,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=cmd_demo)
     return p
+
+
+def keeping(func):
+    """A training command with `--keep K` passed to the loop's checkpointing (train/checkpoint.py)."""
+    def run(args):
+        if args.keep is not None:
+            os.environ["SEEDMM_KEEP_CHECKPOINTS"] = str(args.keep)
+        return func(args)
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -125,14 +125,17 @@ def load_pipeline(directory: Path, pipeline_class):
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.disable_progress_bar()  # one loading bar per component is noise on a command line
+    diffusers_logging.set_verbosity(diffusers_logging.CRITICAL)  # its failures are reported below, in one line
     require_pipeline_dir(directory)
     kind = json.loads((directory / "model_index.json").read_text()).get("_class_name")
     if kind != pipeline_class.__name__:
         raise UsageError(f"{directory} holds a {kind}, not a {pipeline_class.__name__}")
     try:
-        pipe = pipeline_class.from_pretrained(directory)
-    except (FileNotFoundError, OSError) as e:
-        raise UsageError(str(e)) from None
+        pipe = pipeline_class.from_pretrained(directory, use_safetensors=True)  # never a pickle
+    except Exception as e:  # noqa: BLE001 — a damaged directory is one line, whatever diffusers raises
+        from ..models.persistence import load_error_line
+
+        raise UsageError(f"{directory}: {load_error_line(e)}") from None
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -208,12 +211,16 @@ def load_llm(args, part: str = "llm"):
 
     diffusers_logging.disable_progress_bar()  # loading bars are noise on a command line
     transformers_logging.disable_progress_bar()
+    directory = given_or_shipped(args.llm, part)
     try:
-        llm = SeedLlama.from_pretrained(given_or_shipped(args.llm, part),
-                                        image_tokenizer=getattr(args, "tokenizer", None),
+        llm = SeedLlama.from_pretrained(directory, image_tokenizer=getattr(args, "tokenizer", None),
                                         detokenizer=getattr(args, "detokenizer", None))
-    except (FileNotFoundError, OSError) as e:
+    except FileNotFoundError as e:
         raise UsageError(str(e)) from None
+    except Exception as e:  # noqa: BLE001 — a damaged directory is one line, whatever transformers raises
+        from ..models.persistence import load_error_line
+
+        raise UsageError(f"{directory}: {load_error_line(e)}") from None
     return llm
 
 

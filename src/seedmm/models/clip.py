@@ -168,7 +168,7 @@ class ShapesClip(nn.Module):
     def from_pretrained(cls, directory: str | Path, device: str = "cpu") -> ShapesClip:
         from tokenizers import Tokenizer
 
-        config = ShapesClipConfig.from_dict(read_config(directory, "ShapesClip"))
+        config = ShapesClipConfig.from_dict(read_config(directory, "ShapesClip", "shapes_clip"))
         model = cls(config, Tokenizer.from_file(str(Path(directory) / "tokenizer.json")))
         return load_weights(model, directory, device)
 

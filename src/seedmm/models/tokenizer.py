@@ -322,7 +322,7 @@ class SeedTokenizer(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str = "cpu", detokenizer=None) -> SeedTokenizer:
         """`detokenizer`: a de-tokenizer pipeline directory (or pipeline) that `decode` will use."""
-        model = load_weights(cls(SeedTokenizerConfig.from_dict(read_config(directory, "tokenizer"))), directory, device)
+        model = load_weights(cls(SeedTokenizerConfig.from_dict(read_config(directory, "SEED tokenizer", "seed_tokenizer"))), directory, device)
         if detokenizer is not None and not hasattr(detokenizer, "unet"):
             from .detokenizer import SeedDetokenizerPipeline
 

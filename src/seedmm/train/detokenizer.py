@@ -12,7 +12,7 @@
 Both read latents and conditions computed once for a fixed set of scenes (the VAE encoder and the
 text / image towers are frozen): v2's prior sees all 65,536, v1's prior and both UNets the first
 16,384. The condition is dropped (zeroed) 10% of the time so classifier-free guidance has an
-unconditional branch. Each step resumes from OUT/<step>_stage/last/ and writes a loss.png there;
+unconditional branch. Each step resumes from OUT/<step>_stage/checkpoints/ and writes a loss.png there;
 pipelines are saved in diffusers layout.
 """
 

@@ -3,8 +3,11 @@
 A stage hands in a `loss_fn(step) -> (loss, logs)` that builds its own batch from the step number
 (the shapes world is generated, so batch `s` is a pure function of (seed, stage, s)). Resuming
 therefore needs only the step, the model and the optimizer: it continues exactly where the run
-stopped. Checkpoints: `OUT/last/` holds `model.safetensors` (trainable tensors), `optimizer.pt`
-(tensors only, loaded with weights_only=True) and `state.json` (step, loss history).
+stopped. Checkpoints (`checkpoint.py`): `OUT/checkpoints/step-N/` holds `model.safetensors`
+(trainable tensors), `optimizer.pt` (tensors only, loaded with weights_only=True), `state.json`
+(step, loss history), `rng.pt` (torch's RNG state) and, written last, `manifest.json`; each is
+written whole or not at all, so a run killed at any moment resumes from its newest complete
+checkpoint, and ends as a run never killed would.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from ..atomic import write_atomically
+from .checkpoint import latest_checkpoint, save_checkpoint
 
 
 @dataclass
@@ -70,7 +76,7 @@ def save_loss_curve(history: list[dict], path: Path, title: str) -> None:
     ax.set_yscale("log")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    write_atomically(path, lambda f: fig.savefig(f, dpi=100, format="png"))
     plt.close(fig)
 
 
@@ -87,25 +93,31 @@ def train(name: str, model: nn.Module, loss_fn: Callable[[int], tuple[torch.Tens
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_with_warmup(s, cfg.warmup, cfg.steps))
-    last = out / "last"
     start, history = 0, []
-    if (last / "state.json").is_file():
-        state = json.loads((last / "state.json").read_text())
-        weights = load_file(str(last / "model.safetensors"))
+    resume = latest_checkpoint(out, print)
+    if resume is not None:
+        state = json.loads((resume / "state.json").read_text())
+        weights = load_file(str(resume / "model.safetensors"))
         with torch.no_grad():
             for k, p in params.items():
                 p.copy_(weights[k])
-        opt.load_state_dict(torch.load(last / "optimizer.pt", weights_only=True))
+        opt.load_state_dict(torch.load(resume / "optimizer.pt", weights_only=True))
         sched.load_state_dict(state["scheduler"])
+        if (resume / "rng.pt").is_file():
+            # as it was when the checkpoint was written: what a recipe draws after this loop returns (a
+            # new head, LoRA's init) is then the same as in a run that was never stopped
+            torch.set_rng_state(torch.load(resume / "rng.pt", weights_only=True))
         start, history = state["step"], state["history"]
-        print(f"{name}: resuming at step {start}/{cfg.steps}")
+        print(f"{name}: resuming at step {start}/{cfg.steps} from {resume}")
 
     def checkpoint(step: int) -> None:
-        last.mkdir(exist_ok=True)
-        save_file({k: p.detach().contiguous() for k, p in params.items()}, str(last / "model.safetensors"))
-        torch.save(opt.state_dict(), last / "optimizer.pt")
-        (last / "state.json").write_text(json.dumps({"step": step, "history": history,
-                                                     "scheduler": sched.state_dict()}))
+        state = {"step": step, "history": history, "scheduler": sched.state_dict()}
+        save_checkpoint(out, step, {
+            "model.safetensors": lambda f: save_file({k: p.detach().contiguous() for k, p in params.items()}, str(f)),
+            "optimizer.pt": lambda f: torch.save(opt.state_dict(), f),
+            "state.json": lambda f: f.write_text(json.dumps(state)),
+            "rng.pt": lambda f: torch.save(torch.get_rng_state(), f),
+        })
         save_loss_curve(history, out / "loss.png", name)
 
     model.train()

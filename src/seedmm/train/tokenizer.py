@@ -16,7 +16,7 @@
                          MSE onto the CLIP embedding + the MSE between the latent the frozen
                          de-tokenizer's prior reads from the embedding and the picture's latent
                          (needs `detokenizer_dir`, a v2 pipeline)                        → OUT/tokenizer/
-Each stage resumes from OUT/<stage>/last/ and writes OUT/<stage>/loss.png.
+Each stage resumes from its newest complete checkpoint in OUT/<stage>/checkpoints/ and writes OUT/<stage>/loss.png.
 Stages 0 and I draw fresh train-split batches (batch s is a function of (seed, s)). Stage II's
 frozen parts (ViT, text tower) run once for a fixed set of scenes and the steps go to the
 trainable parts; batches are epoch-wise shuffles, again a function of (seed, s).

@@ -10,6 +10,7 @@ import torch
 from diffusers import AutoencoderKL
 from torch.nn import functional as F
 
+from ..atomic import save_directory_atomically
 from ..data.world_samples import make_record
 from ..eval.retrieval import held_out_pairs
 from ..models.detokenizer import (
@@ -47,7 +48,7 @@ def save_half(pipe, directory) -> None:
     """A pipeline stored in fp16 (half the bytes: the shipped checkpoints share one budget); diffusers'
     from_pretrained loads it back in fp32 unless told otherwise, which is what a CPU wants (fp16 is
     ~100x slower here). The pipeline in hand stays as it is."""
-    copy.deepcopy(pipe).to(torch.float16).save_pretrained(directory)
+    save_directory_atomically(directory, copy.deepcopy(pipe).to(torch.float16).save_pretrained)
 
 
 def read_back_rate(scenes, images) -> float:
