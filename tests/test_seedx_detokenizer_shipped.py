@@ -56,7 +56,7 @@ def test_reconstruct_cli_and_its_refusals(tmp_path, capsys):
     assert sum(exact_match(s, d) for s, d in zip(scenes, drawn)) >= 1
 
     for directory, message in [(shipped("seedx-detokenizer/stage2"), "stage-2 SEED-X de-tokenizer; stage 1 was expected"),
-                               (shipped("detokenizer"), "not a SEED-X de-tokenizer"),
+                               (shipped("detokenizer"), "not a SeedXDetokenizerPipeline"),
                                (tmp_path, "not a de-tokenizer pipeline directory")]:
         code = main(["reconstruct", str(paths[0]), "-o", str(tmp_path / "x.png"), "--model", "seed-x",
                      "--detokenizer", str(directory)])
@@ -89,5 +89,5 @@ def test_convert_official_names_through_the_cli(tmp_path, capsys, monkeypatch):
         pickle.dump({"unet.conv_in.weight": _Payload()}, f)
     assert main(["convert", "seedx-detokenizer", "--stage", "1", "--from", "evil.bin", "--to", "o3"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "cannot read evil.bin as weights" in err
+    assert err.count("\n") == 1 and "not a weights-only torch checkpoint" in err
     assert not (tmp_path / "PWNED").exists()
