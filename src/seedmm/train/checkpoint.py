@@ -17,7 +17,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from ..atomic import fsync
+from ..atomic import save_directory_atomically
 
 MANIFEST = "manifest.json"
 KEEP_DEFAULT = 2
@@ -36,24 +36,20 @@ def _sha256(path: Path) -> str:
 
 
 def save_checkpoint(root: Path, step: int, writers: dict[str, Callable[[Path], None]], keep: int | None = None) -> Path:
-    """Write one checkpoint atomically: `writers` maps a file name to a function writing that file."""
+    """Write one checkpoint atomically: `writers` maps a file name to a function writing that file;
+    the manifest of their sizes and hashes is written last, and the directory swapped in whole."""
     base = root / "checkpoints"
     base.mkdir(parents=True, exist_ok=True)
-    final = base / f"step-{step:08d}"
-    tmp = base / f".step-{step:08d}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    files = {}
-    for name, write in writers.items():
-        write(tmp / name)
-        fsync(tmp / name)
-        files[name] = {"bytes": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)}
-    (tmp / MANIFEST).write_text(json.dumps({"step": step, "files": files}, indent=1))
-    fsync(tmp / MANIFEST)
-    if final.exists():  # the same step written again (a resumed run re-saving): replace it whole
-        shutil.rmtree(final)
-    os.rename(tmp, final)
-    fsync(base)
+
+    def write(tmp: Path) -> None:
+        tmp.mkdir()
+        files = {}
+        for name, write_file in writers.items():
+            write_file(tmp / name)
+            files[name] = {"bytes": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)}
+        (tmp / MANIFEST).write_text(json.dumps({"step": step, "files": files}, indent=1))
+
+    final = save_directory_atomically(base / f"step-{step:08d}", write)
     prune(root, keep or keep_count())
     return final
 
@@ -88,6 +84,6 @@ def prune(root: Path, keep: int) -> None:
     complete = [p for p in _steps(root) if (p / MANIFEST).is_file()]
     for old in complete[keep:]:
         shutil.rmtree(old, ignore_errors=True)
-    for leftover in (root / "checkpoints").glob(".step-*.tmp-*"):  # only one writer: none is in progress
+    for leftover in (root / "checkpoints").glob(".step-*.*-*"):  # killed swaps; one writer: none in progress
         shutil.rmtree(leftover, ignore_errors=True)
 
