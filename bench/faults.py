@@ -1,16 +1,19 @@
 """Fault harness: kill training with SIGKILL at seeded random moments, resume, compare with a run
 that was never killed.
 
-    .venv/bin/python bench/faults.py [--stages llm,prior,pretokenize] [--kills 10] [--seed 0] [--out runs/faults]
+    .venv/bin/python bench/faults.py [--stages tokenizer,llm,...] [--kills 10] [--seed 0] [--out runs/faults]
 
-Each stage is a short real run (`child`): the SEED-LLaMA recipe (`train_llm`: base LM, LoRA stage
-1, full stage 2) with a few steps per stage and a checkpoint every 2 steps, a latent prior fitted
-by the one loop, and `seedmm pretokenize` over exported world shards. The harness runs it once
-uninterrupted, then again from an empty directory, killing it `--kills` times — half at random
-moments of the run, half the moment a checkpoint write starts (a temporary checkpoint directory
+Each stage is a micro run of its real recipe (`child`: every loop of the stage cut to a few steps with a
+checkpoint every 2, 256 scenes, the data sets being built in chunks of 256): the tokenizer (stages 0, I, II), the de-tokenizer (palette VAE, v2
+prior and UNet), the SEED-X de-tokenizers (prior, stage 1, stage 2), SEED-LLaMA (base LM, LoRA stage
+1, full stage 2), SEED-LLaMA-I (VQA stage, mixture, the adapter), a longer run of one loop (a latent
+prior, 30 checkpoints), and `seedmm pretokenize` over exported world shards. The harness runs each
+once uninterrupted, then again from an empty directory, killing it `--kills` times — half at random
+moments of the run, half the moment a write starts (a temporary checkpoint or model directory
 appears) — and resuming after each kill, then lets it finish. It prints one table: kills, kills
-inside a write, identical final outputs (every tensor of every safetensors file, or every output
-file byte for byte), and for pretokenize the records lost or duplicated.
+inside a write, identical final outputs (every tensor of every safetensors file the run leaves,
+saved models and kept checkpoints, or for pretokenize every output file byte for byte), and for
+pretokenize the records lost or duplicated.
 """
 
 from __future__ import annotations
@@ -26,17 +29,50 @@ import sys
 import time
 from pathlib import Path
 
-STAGES = ("llm", "prior", "pretokenize")
+STAGES = ("tokenizer", "detokenizer", "seedx-detokenizer", "llm", "sft", "prior", "pretokenize")
 
 
 # ---------------------------------------------------------------- the runs being killed
 
+def micro_loop(steps: int = 6):
+    """A stage's loop cut to a few steps, checkpointed every 2: kills land between and inside writes."""
+    from seedmm.train.loop import LoopConfig
+
+    return LoopConfig(steps=steps, warmup=2, eval_every=steps, save_every=2)
+
+
 def child(stage: str, out: Path) -> None:
+    """One stage's recipe, cut to a micro run (a few steps of each of its loops, little data); the
+    code path is the one `seedmm train STAGE` runs."""
     import torch
 
     torch.set_num_threads(1)
-    if stage == "llm":
-        from seedmm.checkpoints import shipped
+    from seedmm.checkpoints import shipped
+
+    if stage == "tokenizer":  # stages 0 (CLIP), I (causal Q-Former), II (codebook + heads)
+        from seedmm.train.tokenizer import TokenizerRecipe, train_tokenizer
+
+        recipe = TokenizerRecipe(stage0=micro_loop(), stage1=micro_loop(), stage2=micro_loop(), batch0=16,
+                                 batch1=16, batch2=32, stage2_scenes=256, dead_code_every=3)
+        train_tokenizer(out, recipe, progress=False)
+    elif stage == "detokenizer":  # the palette VAE, then the v2 prior and UNet
+        from seedmm.models.clip import ShapesClip
+        from seedmm.train.detokenizer import DetokenizerRecipe, train_detokenizer
+
+        recipe = DetokenizerRecipe(vae=micro_loop(), prior_v2=micro_loop(), unet_v2=micro_loop(), batch_vae=8,
+                                   batch_prior=16, batch_unet=8, prior_scenes=256, unet_scenes=256)
+        train_detokenizer(out, ShapesClip.from_pretrained(shipped("clip")), recipe, ("vae", "v2"), progress=False)
+    elif stage == "seedx-detokenizer":  # stage 1 (prior, resampler + UNet), stage 2 (editing UNet)
+        from diffusers import AutoencoderKL
+
+        from seedmm.models.clip import ShapesClip
+        from seedmm.train.seedx_detokenizer import SeedXDetokenizerRecipe, train_seedx_detokenizer
+
+        recipe = SeedXDetokenizerRecipe(prior=micro_loop(), stage1=micro_loop(), stage2=micro_loop(), batch=8,
+                                        batch_prior=16, scenes=256, unet_scenes=256, edits=64)
+        train_seedx_detokenizer(out, ShapesClip.from_pretrained(shipped("clip")),
+                                AutoencoderKL.from_pretrained(shipped("detokenizer/vae")), recipe, progress=False)
+    elif stage == "llm":  # base LM, LoRA stage 1, full stage 2
         from seedmm.train.llm import LlmRecipe, train_llm
         from seedmm.train.loop import LoopConfig
 
@@ -44,10 +80,15 @@ def child(stage: str, out: Path) -> None:
         recipe = LlmRecipe(records={"caption": 48, "story": 8, "video": 8}, val_records=8, batch_tokens=256,
                            instruction_corpus=20, base=loop, stage1=loop, stage2=loop)
         train_llm(out, shipped("tokenizer"), shipped("detokenizer"), recipe, progress=False)
-    elif stage == "prior":
+    elif stage == "sft":  # VQA first, then the task mixture, over the shipped SEED-LLaMA
+        from seedmm.train.sft import SftRecipe, train_sft
+
+        recipe = SftRecipe(records={"caption": 16, "vqa": 16, "edit": 16, "story": 4, "video": 4, "compose": 8},
+                           val_records=4, batch_tokens=512, loop=micro_loop(), vqa_first_steps=4)
+        train_sft(out, shipped("llm"), recipe=recipe, progress=False)
+    elif stage == "prior":  # a longer run of one loop: many checkpoints to be killed between
         from diffusers import AutoencoderKL
 
-        from seedmm.checkpoints import shipped
         from seedmm.models.clip import ShapesClip
         from seedmm.models.detokenizer import encode_latents
         from seedmm.models.seedx_detokenizer import vit_features
@@ -62,7 +103,6 @@ def child(stage: str, out: Path) -> None:
         fit_latent_prior("prior", features, latents, LoopConfig(steps=300, warmup=20, save_every=10, eval_every=300),
                          out / "prior", 64, init_seed=1, batch_seed=2, progress=False)
     elif stage == "pretokenize":
-        from seedmm.checkpoints import shipped
         from seedmm.data.codes import pretokenize
 
         pretokenize(out.parent / "shards", out, shipped("tokenizer"), batch=16, progress=False)
@@ -124,16 +164,14 @@ def outputs(stage: str, out: Path) -> dict[str, bytes]:
                 and not p.name.startswith(".")}
     from safetensors.torch import load_file
 
-    if stage == "prior":
-        from seedmm.train.checkpoint import latest_checkpoint
-
-        files = [latest_checkpoint(out / "prior") / "model.safetensors"]
-    else:
-        files = sorted((out / "llm").rglob("*.safetensors"))
+    # every weight file the run leaves — the saved models and the kept checkpoints — but not the
+    # temporary leftovers of a killed write (hidden names), which the next run clears
+    files = sorted(p for p in out.rglob("*.safetensors")
+                   if not any(part.startswith(".") for part in p.relative_to(out).parts))
     found = {}
     for f in files:
         for key, tensor in load_file(str(f)).items():
-            found[f"{f.name}:{key}"] = tensor.float().numpy().tobytes()
+            found[f"{f.relative_to(out)}:{key}"] = tensor.float().numpy().tobytes()
     return found
 
 
@@ -182,10 +220,10 @@ def main() -> None:
         rows.append((stage, counts["kills"], counts["in_write"], counts["resumes"], "yes" if same else "NO", lost,
                      duplicated, duration))
         print(json.dumps({"stage": stage, **counts, "identical": same}), file=sys.stderr, flush=True)
-    print(f"{'stage':12s} {'kills':>5s} {'in a write':>10s} {'resumes':>7s} {'identical':>9s} {'lost':>5s} "
+    print(f"{'stage':18s} {'kills':>5s} {'in a write':>10s} {'resumes':>7s} {'identical':>9s} {'lost':>5s} "
           f"{'duplicated':>10s} {'clean run s':>11s}")
     for stage, kills, in_write, resumes, same, lost, dup, duration in rows:
-        print(f"{stage:12s} {kills:5d} {in_write:10d} {resumes:7d} {same:>9s} {lost!s:>5s} {dup!s:>10s} {duration:11.0f}")
+        print(f"{stage:18s} {kills:5d} {in_write:10d} {resumes:7d} {same:>9s} {lost!s:>5s} {dup!s:>10s} {duration:11.0f}")
 
 
 if __name__ == "__main__":

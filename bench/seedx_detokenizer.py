@@ -56,7 +56,8 @@ def main() -> None:
         train_seedx_detokenizer(out, clip, vae, SeedXDetokenizerRecipe(seed=args.seed), [stage], progress=False)
         minutes[stage] = (time.perf_counter() - start) / 60
         print(f"stage {stage}: {minutes[stage]:.1f} CPU-minutes", flush=True)
-    print(f"both stages: {sum(minutes.values()):.1f} CPU-minutes ({torch.get_num_threads()} threads)")
+    print(f"both stages: {sum(minutes.values()):.1f} CPU-minutes ({torch.get_num_threads()} threads, "
+          f"{torch.backends.cpu.get_cpu_capability()} kernels, torch {torch.__version__})")
     for stage in ("1", "2"):
         print(f"stage {stage} vs shipped: {compare(out / f'stage{stage}', shipped(f'seedx-detokenizer/stage{stage}'))}")
 

@@ -31,8 +31,9 @@ def save_directory_atomically(directory: Path, write: Callable[[Path], None]) ->
     """A whole output directory (a `save_pretrained` pipeline): written under a temporary name, then
     swapped in, so a later stage never opens half of one."""
     directory = Path(directory)
+    for leftover in directory.parent.glob(f".{directory.name}.*-*"):  # of a write killed before this one
+        shutil.rmtree(leftover, ignore_errors=True)
     tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     write(tmp)
     for f in tmp.rglob("*"):
         if f.is_file():

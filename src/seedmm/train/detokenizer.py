@@ -25,6 +25,7 @@ import torch
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
 from torch.nn import functional as F
 
+from ..atomic import save_directory_atomically
 from ..models.clip import ShapesClip
 from ..models.detokenizer import (
     SeedDetokenizerPipeline,
@@ -122,7 +123,7 @@ def train_vae(out: Path, recipe: DetokenizerRecipe, progress: bool = True) -> Au
 
     train("detok-vae", vae, loss_fn, recipe.vae, out / "vae_stage", validate, progress)
     set_latent_scale(vae, recipe)
-    vae.save_pretrained(out / "vae")
+    save_directory_atomically(out / "vae", vae.save_pretrained)
     return vae
 
 

@@ -16,6 +16,7 @@ pure function of (seed, stage, s), so the loop resumes exactly.
 
 from __future__ import annotations
 
+import copy
 import os
 import random
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from ..atomic import save_directory_atomically
 from ..data.codes import tokenizer_fingerprint, world_code_records
 from ..data.instructions import instruction_corpus
 from ..data.sequences import build, pad_batch, text_document, world_texts
@@ -77,7 +79,7 @@ def train_base(out: Path, recipe: LlmRecipe, texts: list[str], progress: bool = 
     from transformers import LlamaForCausalLM
 
     text_tok = train_text_tokenizer(texts, recipe.text_vocab_size)
-    text_tok.save_pretrained(str(out / "base" / "model"))  # before the image tokens are appended below
+    text_only = copy.deepcopy(text_tok)  # what is saved with the model: the wrapper below appends image tokens
     shape = preset(recipe.preset)
     config = shape.llama_config(len(text_tok))
     config.vocab_size = len(text_tok)  # text only: image tokens come with stage 1
@@ -92,7 +94,12 @@ def train_base(out: Path, recipe: LlmRecipe, texts: list[str], progress: bool = 
                                            tok.pad_id)), {}
 
     train("llm-base", model, loss_fn, recipe.base, out / "base", None, progress)
-    model.save_pretrained(str(out / "base" / "model"))
+
+    def save_base(directory: Path) -> None:
+        text_only.save_pretrained(str(directory))
+        model.save_pretrained(str(directory))
+
+    save_directory_atomically(out / "base" / "model", save_base)
     # Stage 1 starts from the saved directory, as from any pretrained LLaMA (and resizing the
     # vocabulary of a model that has run backward trips autograd's cached parameter shapes).
     return LlamaForCausalLM.from_pretrained(str(out / "base" / "model"), dtype=torch.float32), tok
@@ -166,7 +173,9 @@ def train_llm(out: str | Path, tokenizer_dir: str | Path, detokenizer_dir: str |
     relative = (lambda p: None if p is None else os.path.relpath(Path(p).resolve(), target.resolve()))
     # Stored in fp16 (half the bytes; `from_pretrained` loads fp32), as the SFT adapter: the shipped
     # checkpoints have a 60 MB budget. Every figure of the shipped LLM is measured on what is stored.
-    SeedLlama(model.to(torch.float16), tok).save_pretrained(target, image_tokenizer=relative(tokenizer_dir),
-                                          detokenizer=relative(detokenizer_dir),
-                                          image_tokenizer_blake2b=tokenizer_fingerprint(tokenizer_dir))
+    # Relative paths from `target` hold for the temporary sibling it is written as.
+    llm = SeedLlama(model.to(torch.float16), tok)
+    save_directory_atomically(target, lambda d: llm.save_pretrained(
+        d, image_tokenizer=relative(tokenizer_dir), detokenizer=relative(detokenizer_dir),
+        image_tokenizer_blake2b=tokenizer_fingerprint(tokenizer_dir)))
     return target

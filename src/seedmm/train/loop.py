@@ -111,7 +111,10 @@ def train(name: str, model: nn.Module, loss_fn: Callable[[int], tuple[torch.Tens
         print(f"{name}: resuming at step {start}/{cfg.steps} from {resume}")
 
     def checkpoint(step: int) -> None:
-        state = {"step": step, "history": history, "scheduler": sched.state_dict()}
+        # the kernels float results depend on: a rerun is bit-exact on the same torch and CPU kind only
+        machine = {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                   "threads": torch.get_num_threads()}
+        state = {"step": step, "history": history, "scheduler": sched.state_dict(), "machine": machine}
         save_checkpoint(out, step, {
             "model.safetensors": lambda f: save_file({k: p.detach().contiguous() for k, p in params.items()}, str(f)),
             "optimizer.pt": lambda f: torch.save(opt.state_dict(), f),

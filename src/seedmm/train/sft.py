@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from ..atomic import save_directory_atomically
 from ..data.codes import world_code_records
 from ..data.instructions import (
     BUILDERS,
@@ -194,9 +195,13 @@ def train_sft(out: str | Path, llm_dir: str | Path, tokenizer_dir: str | Path | 
     model.peft_config["default"].base_model_name_or_path = base
     # LoRA only (the embeddings are the base's), in fp16: half the bytes, as the shipped checkpoints
     # share a 60 MB budget; peft casts fp16 adapter weights back to the base's fp32 when it loads them.
-    model.to(torch.float16).save_pretrained(str(target), save_embedding_layers=False)
-    llm.tokenizer.save_pretrained(target)  # with the tokens the SFT added, if any
-    (target / "seedmm.json").write_text(json.dumps({"instruction_tuned": True, "base_model": base}, indent=2) + "\n")
+
+    def save_adapter(directory: Path) -> None:  # `base` is relative to `target`: it holds for its temporary sibling
+        model.to(torch.float16).save_pretrained(str(directory), save_embedding_layers=False)
+        llm.tokenizer.save_pretrained(directory)  # with the tokens the SFT added, if any
+        (directory / "seedmm.json").write_text(json.dumps({"instruction_tuned": True, "base_model": base}, indent=2) + "\n")
+
+    save_directory_atomically(target, save_adapter)
     return target
 
 

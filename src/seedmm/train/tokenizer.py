@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
+from ..atomic import save_directory_atomically
 from ..eval.retrieval import held_out_pairs, retrieval_metrics
 from ..eval.tokenizer import caption_exact_rate
 from ..models.clip import ShapesClip, contrastive_loss
@@ -110,7 +111,7 @@ def train_stage0(out: Path, recipe: TokenizerRecipe, progress: bool = True) -> S
         return {"val_i2t_R@1": m["image_to_text"]["R@1"], "val_t2i_R@1": m["text_to_image"]["R@1"]}
 
     train("stage0-clip", clip, loss_fn, recipe.stage0, out / "stage0", validate, progress)
-    clip.save_pretrained(out / "clip")
+    save_directory_atomically(out / "clip", clip.save_pretrained)
     return clip
 
 
@@ -177,7 +178,7 @@ def train_stage1(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, progress:
         return logs
 
     train("stage1-qformer", tok, loss_fn, recipe.stage1, out / "stage1", validate, progress)
-    tok.save_pretrained(out / "stage1" / "tokenizer")
+    save_directory_atomically(out / "stage1" / "tokenizer", tok.save_pretrained)
     return tok
 
 
@@ -307,7 +308,7 @@ def train_stage2(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, tok: Seed
         return logs
 
     train("stage2-codebook", tok, loss_fn, recipe.stage2, out / "stage2", validate, progress)
-    tok.save_pretrained(out / "tokenizer")
+    save_directory_atomically(out / "tokenizer", tok.save_pretrained)
     return tok
 
 
@@ -358,7 +359,7 @@ def train_stage3(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, tok: Seed
         return {"val_prior_read_back": prior_read_back_rate(vae, prior, tok.generation_embedding(val_codes), val_scenes)}
 
     train("stage3-generation", tok, loss_fn, recipe.stage3, out / "stage3", validate, progress)
-    tok.save_pretrained(out / "tokenizer")
+    save_directory_atomically(out / "tokenizer", tok.save_pretrained)
     return tok
 
 
