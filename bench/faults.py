@@ -3,11 +3,12 @@ that was never killed.
 
     .venv/bin/python bench/faults.py [--stages tokenizer,llm,...] [--kills 10] [--seed 0] [--out runs/faults]
 
-Each stage is a micro run of its real recipe (`child`: every loop of the stage cut to a few steps with a
-checkpoint every 2, 256 scenes, the data sets being built in chunks of 256): the tokenizer (stages 0, I, II), the de-tokenizer (palette VAE, v2
-prior and UNet), the SEED-X de-tokenizers (prior, stage 1, stage 2), SEED-LLaMA (base LM, LoRA stage
-1, full stage 2), SEED-LLaMA-I (VQA stage, mixture, the adapter), a longer run of one loop (a latent
-prior, 30 checkpoints), and `seedmm pretokenize` over exported world shards. The harness runs each
+Each stage is a micro run of its real recipe (`child`: every loop of the stage cut to a few steps
+with a checkpoint every 2, on 256 scenes — the data sets are built in chunks of 256): the tokenizer
+(stages 0, I, II), the de-tokenizer (palette VAE, v2 prior and UNet), the SEED-X de-tokenizers
+(prior, stage 1, stage 2), SEED-LLaMA (base LM, LoRA stage 1, full stage 2), SEED-LLaMA-I (VQA
+stage, mixture, the adapter), a longer run of one loop (a latent prior, 30 checkpoints), and
+`seedmm pretokenize` over exported world shards. The harness runs each
 once uninterrupted, then again from an empty directory, killing it `--kills` times — half at random
 moments of the run, half the moment a write starts (a temporary checkpoint or model directory
 appears) — and resuming after each kill, then lets it finish. It prints one table: kills, kills
@@ -42,7 +43,7 @@ def micro_loop(steps: int = 6):
 
 
 def child(stage: str, out: Path) -> None:
-    """One stage's recipe, cut to a micro run (a few steps of each of its loops, little data); the
+    """One stage's recipe, cut to a micro run (a few steps of each of its loops, 256 scenes); the
     code path is the one `seedmm train STAGE` runs."""
     import torch
 
