@@ -12,6 +12,7 @@ import sys
 
 from ..checkpoints import DRAWINGS_PER_IMAGE, TEXT_TO_IMAGE_GUIDANCE
 from .common import (
+    MODELS,
     Parser,
     UsageError,
     at_least_one,
@@ -42,10 +43,12 @@ from .llm import (
     cmd_demo,
     cmd_edit,
     cmd_eval_llm,
+    cmd_eval_seed_opt,
     cmd_eval_sft,
     cmd_generate,
     cmd_pretokenize,
     cmd_train_llm,
+    cmd_train_seed_opt,
     cmd_train_sft,
 )
 from .serve import cmd_serve, serve_args
@@ -91,10 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
     pt.set_defaults(func=cmd_pretokenize)
 
     def llm_args(parser, images: bool) -> None:
-        parser.add_argument("--llm", help="SEED-LLaMA directory (default: shipped)")
+        parser.add_argument("--model", choices=MODELS, default="seed-llama",
+                            help="seed-llama (default) or seed-opt, the first SEED paper's OPT with LoRA "
+                                 "(caption, ask, generate, batch)")
+        parser.add_argument("--llm", help="the model's directory (default: the shipped one of --model)")
         parser.add_argument("--tokenizer", help="image tokenizer directory (default: the one the LLM names)")
         if images:
             parser.add_argument("--detokenizer", help="de-tokenizer pipeline directory (default: the one the LLM names)")
+            parser.add_argument("--style", choices=["v1", "v2"],
+                                help="draw through the shipped v1 (Reverse Q-Former) or v2 de-tokenizer (default: "
+                                     "the model's: v2 for SEED-LLaMA, v1 for SEED-OPT, as the paper)")
             parser.add_argument("--steps", type=at_least_one, default=25, help="de-tokenizer sampling steps")
         parser.add_argument("--temperature", type=float, help="sample at this temperature (default: greedy)")
         parser.add_argument("--top-p", type=float, help="nucleus sampling")
@@ -189,6 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--tokenizer", help="frozen image tokenizer (default: shipped)")
     tl.add_argument("--detokenizer", help="de-tokenizer the saved LLM draws with (default: shipped)")
 
+    to = train_parser("seed-opt", "SEED-OPT: text OPT from scratch, frozen; LoRA stage 1 (image → text) and stage 2 "
+                      "(image → text and text → image)", "resumes; world/ and codes/ data are made once",
+                      cmd_train_seed_opt)
+    to.add_argument("--tokenizer", help="frozen image tokenizer (default: shipped)")
+    to.add_argument("--detokenizer", help="the v1 de-tokenizer the saved model draws with (default: shipped)")
+
     ts = train_parser("sft", "SEED-LLaMA-I: instruction tuning on every world task (adapter over the LLM)",
                       "resumes; world/ and codes/ data are made once", cmd_train_sft)
     ts.add_argument("--tuning", choices=("full", "lora"), default="full",
@@ -267,6 +282,21 @@ def build_parser() -> argparse.ArgumentParser:
     rerank_arg(el)
     drawings_arg(el, default=DRAWINGS_PER_IMAGE)
     el.set_defaults(func=cmd_eval_llm)
+
+    eo = esub.add_parser("seed-opt", help="SEED-OPT beside SEED-LLaMA: captions, zero-shot VQA, text-to-image "
+                                          "through the v1 and v2 paths (the paper's Table 3)")
+    eo.add_argument("--seed-opt", dest="seed_opt", help="SEED-OPT directory (default: shipped)")
+    eo.add_argument("--llm", help="the SEED-LLaMA beside it (default: shipped)")
+    eo.add_argument("--no-llm", action="store_true", help="SEED-OPT alone")
+    eo.add_argument("--v1", help="v1 de-tokenizer pipeline directory (default: shipped)")
+    eo.add_argument("--v2", help="v2 de-tokenizer pipeline directory (default: shipped)")
+    eo.add_argument("--clip", help="frozen towers for code retrieval (default: shipped)")
+    drawing_eval_args(eo, guidance=TEXT_TO_IMAGE_GUIDANCE, sheet="the prompts' renders beside SEED-OPT's v1 and v2 "
+                                                                 "drawings", n=200)
+    eo.add_argument("--seed", type=int, default=0)
+    rerank_arg(eo)
+    drawings_arg(eo, default=DRAWINGS_PER_IMAGE)
+    eo.set_defaults(func=cmd_eval_seed_opt)
 
     es = esub.add_parser("sft", help="SEED-LLaMA-I: VQA, captioning, text-to-image, edits, differences, video QA, "
                                      "3-turn and compositional generation")

@@ -14,6 +14,7 @@ from ..checkpoints import (
 )
 
 DETOKENIZER_PART = {"v2": "detokenizer", "v1": "detokenizer-v1"}  # style → shipped directory
+MODELS = ("seed-llama", "seed-opt")  # what `--model` chooses on caption, ask, generate and batch
 
 
 class UsageError(Exception):
@@ -177,9 +178,9 @@ def sampling_args(parser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
-def drawing_eval_args(parser, guidance: float, sheet: str) -> None:
+def drawing_eval_args(parser, guidance: float, sheet: str, n: int = 500) -> None:
     """The options of evaluations that draw pictures."""
-    parser.add_argument("--n", type=at_least_one, default=500, help="held-out scenes (default 500)")
+    parser.add_argument("--n", type=at_least_one, default=n, help=f"held-out scenes (default {n})")
     parser.add_argument("--steps", type=at_least_one, default=25, help="de-tokenizer sampling steps (default 25)")
     parser.add_argument("--guidance", type=float, default=guidance,
                         help=f"classifier-free guidance scale (1 = off; default {guidance:g})")
@@ -204,17 +205,23 @@ def rerank_options(args) -> dict:
 
 
 def load_llm(args, part: str = "llm"):
+    """The model `--model` names (SEED-LLaMA from the shipped `part` by default, SEED-OPT from `seed-opt`),
+    drawing through `--detokenizer`, else the shipped de-tokenizer of `--style`, else its own."""
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
     from ..models.llm import SeedLlama
+    from ..models.seed_opt import SeedOpt
 
     diffusers_logging.disable_progress_bar()  # loading bars are noise on a command line
     transformers_logging.disable_progress_bar()
-    directory = given_or_shipped(args.llm, part)
+    seed_opt = getattr(args, "model", "seed-llama") == "seed-opt"
+    directory = given_or_shipped(args.llm, "seed-opt" if seed_opt else part)
+    style = getattr(args, "style", None)
+    detokenizer = getattr(args, "detokenizer", None) or (given_or_shipped(None, DETOKENIZER_PART[style]) if style else None)
     try:
-        llm = SeedLlama.from_pretrained(directory, image_tokenizer=getattr(args, "tokenizer", None),
-                                        detokenizer=getattr(args, "detokenizer", None))
+        llm = (SeedOpt if seed_opt else SeedLlama).from_pretrained(
+            directory, image_tokenizer=getattr(args, "tokenizer", None), detokenizer=detokenizer)
     except FileNotFoundError as e:
         raise UsageError(str(e)) from None
     except Exception as e:  # noqa: BLE001 — a damaged directory is one line, whatever transformers raises

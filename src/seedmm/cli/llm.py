@@ -1,10 +1,12 @@
-"""The LLM-side commands: SEED-LLaMA (pretokenize, train, generate, caption, eval) and SEED-LLaMA-I
-(train sft, ask, edit, chat, batch, eval sft), and the demo."""
+"""The LLM-side commands: SEED-LLaMA (pretokenize, train, generate, caption, eval), SEED-LLaMA-I
+(train sft, ask, edit, chat, batch, eval sft), SEED-OPT (train, eval; `--model seed-opt` on caption,
+ask, generate and batch), and the demo."""
 
 from __future__ import annotations
 
 import json
 import sys
+from argparse import Namespace
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from .common import (
     generation_options,
     given_or_shipped,
     load_clip,
+    load_detokenizer,
     load_each,
     load_llm,
     load_one,
@@ -40,10 +43,42 @@ def cmd_train_llm(args) -> None:
     print(f"SEED-LLaMA written to {path}")
 
 
+def refuse_seed_opt(args, command: str) -> None:
+    if args.model == "seed-opt":
+        raise UsageError(f"SEED-OPT captions, answers and draws (caption, ask, generate, batch); {command} needs the "
+                         "instruction-tuned SEED-LLaMA (--model seed-llama)")
+
+
+def cmd_train_seed_opt(args) -> None:
+    from ..train.seed_opt import SeedOptRecipe, train_seed_opt
+
+    require_tiny_preset(args.preset, "the seed-opt-2.7b preset is built with seedmm.models.seed_opt.meta_model")
+    tokenizer_dir = given_or_shipped(args.tokenizer, "tokenizer")
+    detokenizer_dir = given_or_shipped(args.detokenizer, "detokenizer-v1")
+    path = train_seed_opt(args.out, tokenizer_dir, detokenizer_dir, SeedOptRecipe(seed=args.seed),
+                          progress=not args.quiet)
+    print(f"SEED-OPT written to {path}")
+
+
+def cmd_eval_seed_opt(args) -> None:
+    from ..eval.seed_opt import evaluate_seed_opt, format_report
+    from ..models.generation import text_to_image_options
+
+    seed_opt = load_llm(Namespace(model="seed-opt", llm=args.seed_opt))
+    seed_llama = None if args.no_llm else load_llm(Namespace(model="seed-llama", llm=args.llm))
+    pipelines = {style: load_detokenizer(getattr(args, style), style) for style in ("v1", "v2")}
+    t2i = text_to_image_options(image_guidance_scale=args.guidance, **rerank_options(args))
+    result = evaluate_seed_opt(seed_opt, seed_llama, pipelines, load_clip(args.clip, None), n=args.n, steps=args.steps,
+                               drawings=args.drawings, t2i=t2i, seed=args.seed, sheet_path=args.sheet)
+    print(json.dumps(result, indent=2) if args.json else format_report(result))
+
+
 def cmd_generate(args) -> None:
     out = Path(args.output)
     if len(args.prompts) > 1 and out.suffix:
         raise UsageError("with several prompts -o names a directory")
+    if args.model == "seed-opt" and args.unconstrained:
+        raise UsageError("--unconstrained: SEED-OPT's code head writes exactly 32 codes, there is no span to constrain")
     llm = load_llm(args)
     options = generation_options(args, "generate", constrain_images=not args.unconstrained,
                                  image_guidance_scale=args.guidance, **rerank_options(args))
@@ -76,12 +111,13 @@ def cmd_caption(args) -> None:
 
 
 def cmd_ask(args) -> None:
-    llm = load_llm(args, "llm-sft")
+    llm = load_llm(args, "llm-sft")  # SEED-OPT answers zero-shot
     (answer,) = llm.ask([load_one(args.image)], [args.question], generation_options(args, "ask"))
     print(json.dumps({"image": args.image, "question": args.question, "answer": answer}) if args.json else answer)
 
 
 def cmd_edit(args) -> None:
+    refuse_seed_opt(args, "edit")
     llm = load_llm(args, "llm-sft")
     (codes,) = llm.edit_codes([load_one(args.image)], [args.instruction], generation_options(args, "edit"))
     if codes is None:
@@ -96,6 +132,7 @@ def cmd_edit(args) -> None:
 def cmd_chat(args) -> None:
     from ..serve.chat import chat_session
 
+    refuse_seed_opt(args, "chat")
     chat_session(load_llm(args, "llm-sft"), args, generation_options(args, "chat", **rerank_options(args)))
 
 

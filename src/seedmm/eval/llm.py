@@ -37,15 +37,30 @@ def caption_exact(truth, text: str) -> bool:
         return False
 
 
-def cider(references: list[str], candidates: list[str]) -> float:
-    from pycocoevalcap.cider.cider import Cider
-
+def _coco_inputs(references: list[str], candidates: list[str]) -> tuple[dict, dict]:
+    """pycocoevalcap's inputs: {i: [tokenized text]}, one canonical reference per candidate."""
     def tokens(text: str) -> str:
         return " ".join(text.lower().replace(",", " , ").split())
 
-    score, _ = Cider().compute_score({i: [tokens(r)] for i, r in enumerate(references)},
-                                     {i: [tokens(c)] for i, c in enumerate(candidates)})
+    return {i: [tokens(r)] for i, r in enumerate(references)}, {i: [tokens(c)] for i, c in enumerate(candidates)}
+
+
+def cider(references: list[str], candidates: list[str]) -> float:
+    from pycocoevalcap.cider.cider import Cider
+
+    score, _ = Cider().compute_score(*_coco_inputs(references, candidates))
     return float(score)
+
+
+def caption_scores(references: list[str], candidates: list[str]) -> dict[str, float]:
+    """BLEU-4, ROUGE-L and CIDEr (pycocoevalcap), as the paper's captioning table reports them."""
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.rouge.rouge import Rouge
+
+    refs, cands = _coco_inputs(references, candidates)
+    bleu, _ = Bleu(4).compute_score(refs, cands, verbose=0)
+    rouge, _ = Rouge().compute_score(refs, cands)
+    return {"bleu_4": float(bleu[3]), "rouge_l": float(rouge), "cider": cider(references, candidates)}
 
 
 @torch.no_grad()

@@ -22,9 +22,6 @@ from pathlib import Path
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, LogitsProcessorList
 
-from ..checkpoints import (
-    DRAWINGS_PER_IMAGE,
-)
 from ..data.instructions import (
     caption_request,
     conversation_ids,
@@ -34,6 +31,7 @@ from ..data.instructions import (
     requested_caption,
     t2i_request,
 )
+from .code_lm import CodeLM, find_part
 from .generation import (
     GenerationOptions,
     ImageSpanConstraint,
@@ -82,15 +80,12 @@ def preset(name: str) -> SeedLlamaPreset:
 
 
 
-class SeedLlama:
+class SeedLlama(CodeLM):
     """The LLM, its multimodal tokenizer, and (for images) the SEED tokenizer and de-tokenizer."""
 
     def __init__(self, model: LlamaForCausalLM, tokenizer: MultimodalTokenizer, image_tokenizer=None,
                  detokenizer=None, instruction_tuned: bool = False):
-        self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.image_tokenizer = image_tokenizer
-        self.detokenizer = detokenizer
+        super().__init__(model, tokenizer, image_tokenizer, detokenizer)
         # SEED-LLaMA-I reads `USER: …\nASSISTANT:` prompts (data/instructions.py); the pretrained
         # model reads the pretraining layout (`<s>{image}` → caption, `<s>{caption}<img>` → codes).
         self.instruction_tuned = instruction_tuned
@@ -121,7 +116,7 @@ class SeedLlama:
         if (directory / "adapter_config.json").is_file():  # a peft LoRA adapter over a base SEED-LLaMA
             from peft import PeftModel
 
-            base = _find_part(directory, meta.get("base_model"), "llm")  # ../llm, else the recorded path
+            base = find_part(directory, meta.get("base_model"), "llm")  # ../llm, else the recorded path
             if base is None:
                 raise FileNotFoundError(f"the adapter at {str(directory)!r} names no base SEED-LLaMA that exists")
             llm = cls.from_pretrained(base, image_tokenizer, detokenizer, device)
@@ -139,9 +134,7 @@ class SeedLlama:
         model = LlamaForCausalLM.from_pretrained(str(directory), dtype=torch.float32).to(device)
         llm = cls(model, MultimodalTokenizer.from_pretrained(directory, meta.get("num_image_codes")),
                   instruction_tuned=meta.get("instruction_tuned", False))
-        llm._sources = {"image_tokenizer": image_tokenizer or _find_part(directory, meta.get("image_tokenizer"), "tokenizer"),
-                        "detokenizer": detokenizer or _find_part(directory, meta.get("detokenizer"), "detokenizer"),
-                        "image_tokenizer_blake2b": meta.get("image_tokenizer_blake2b")}
+        llm.locate_parts(directory, meta, image_tokenizer, detokenizer)
         return llm
 
     def add_keep_token(self, seed: int = 0) -> None:
@@ -156,38 +149,6 @@ class SeedLlama:
             row = torch.randn(embedding.shape[1], generator=torch.Generator().manual_seed(seed))
             embedding[self.tokenizer.keep_id] = row * embedding[:self.tokenizer.keep_id].std()
             self.model.get_output_embeddings().weight[self.tokenizer.keep_id] = 0
-
-    def source(self, name: str) -> Path:
-        """The directory "image_tokenizer" or "detokenizer" is (or will be) loaded from."""
-        where = getattr(self, "_sources", {}).get(name)
-        if not isinstance(where, (str, Path)):
-            raise ValueError(f"this SEED-LLaMA's {name.replace('_', ' ')} was given as a model, not a directory")
-        return Path(where)
-
-    def component(self, name: str):
-        """"image_tokenizer" or "detokenizer", loaded on first use."""
-        if getattr(self, name) is None:
-            sources = getattr(self, "_sources", {})
-            where = sources.get(name)
-            if where is None:
-                raise ValueError(f"this SEED-LLaMA has no {name.replace('_', ' ')}: pass {name}= to from_pretrained")
-            if isinstance(where, (str, Path)):
-                if name == "image_tokenizer":
-                    from ..data.codes import tokenizer_fingerprint
-                    from .tokenizer import SeedTokenizer
-
-                    expected = sources.get("image_tokenizer_blake2b")
-                    if expected and tokenizer_fingerprint(where) != expected:
-                        raise ValueError(f"the image tokenizer at {str(where)!r} is not the one this LLM was "
-                                         "trained on (its codes index another codebook)")
-                    where = SeedTokenizer.from_pretrained(where)
-                else:
-                    from .detokenizer import SeedDetokenizerPipeline
-
-                    where = SeedDetokenizerPipeline.from_pretrained(where)
-                    where.set_progress_bar_config(disable=True)
-            setattr(self, name, where)
-        return getattr(self, name)
 
     # ------------------------------------------------------------ ids level
     @torch.no_grad()
@@ -316,66 +277,6 @@ class SeedLlama:
         replies = self.generate_ids([self.tokenizer.encode(p) for p in prompts], o)
         return first_images([self.tokenizer.decode(r) for r in replies])
 
-    def self_reranked_codes(self, prompts: list[str], options: GenerationOptions) -> list[list[int] | None]:
-        """CogView's self-reranking: `options.rerank` candidates per prompt — the first generated as
-        `options` say (greedy by default), the others sampled at `options.temperature` from the
-        nucleus `options.candidate_top_p` (seeded by `options.seed`, 0 if unset) — and the one whose
-        prompt, read as its caption, the model finds likeliest (`caption_log_likelihood`). The model
-        reads pictures better than it draws them (captions 87% exact, drawings 32%), so its reading
-        picks among its drawings. With `options.rerank_regions` and a query-grid tokenizer, then region
-        by region (`region_reranked`)."""
-        k = options.rerank
-        first = self.generate_codes(prompts, replace(options, rerank=1))
-        sampled = self.generate_codes([p for p in prompts for _ in range(k - 1)],
-                                      replace(options, rerank=1, do_sample=True, num_beams=1,
-                                              top_p=options.candidate_top_p,
-                                              seed=0 if options.seed is None else options.seed))
-        candidates = [[first[i], *sampled[i * (k - 1):(i + 1) * (k - 1)]] for i in range(len(prompts))]
-        pairs = [(i, c) for i, row in enumerate(candidates) for c in row if c is not None]
-        scores = self.caption_log_likelihood([c for _, c in pairs], [prompts[i] for i, _ in pairs]).tolist()
-        best: dict[int, tuple[float, list[int]]] = {}
-        for (i, c), score in zip(pairs, scores):
-            if i not in best or score > best[i][0]:
-                best[i] = (score, c)
-        regions = self.code_regions() if options.rerank_regions else None
-        if regions is not None:
-            best = self.region_reranked(prompts, candidates, best, regions)
-        return [best[i][1] if i in best else None for i in range(len(prompts))]
-
-    def code_regions(self) -> list[int] | None:
-        """The image region of each code position if the image tokenizer's codes factor into regions
-        (`SeedTokenizer.code_regions`); None without one or without an image tokenizer."""
-        if self.image_tokenizer is None and getattr(self, "_sources", {}).get("image_tokenizer") is None:
-            return None
-        return self.component("image_tokenizer").code_regions()
-
-    def region_reranked(self, prompts: list[str], candidates: list[list], best: dict, regions: list[int]) -> dict:
-        """Self-reranking region by region (beyond the papers): with a query-grid tokenizer the codes of a
-        region describe only that region, so a region's codes from any candidate make a valid picture with
-        the rest of another. One sweep over the regions: in the kept sequence, try every other
-        candidate's codes for the region and keep the variant whose prompt the model finds likeliest as
-        its caption. A prompt's candidates often each get one object right; this combines them (on 200
-        held-out scenes, 16 candidates: exact drawings 50.0 -> 54.0%, a second sweep 54.5%).
-        `best`: prompt index -> (score, codes), updated and returned."""
-        for region in sorted(set(regions)):
-            at = [p for p, r in enumerate(regions) if r == region]
-            trials = []
-            for i, (_, kept) in best.items():
-                seen = {tuple(kept[p] for p in at)}
-                for c in candidates[i]:
-                    part = tuple(c[p] for p in at) if c is not None else None
-                    if part is not None and part not in seen:
-                        seen.add(part)
-                        variant = list(kept)
-                        for p, code in zip(at, part):
-                            variant[p] = code
-                        trials.append((i, variant))
-            scores = self.caption_log_likelihood([v for _, v in trials], [prompts[i] for i, _ in trials]).tolist()
-            for (i, variant), score in zip(trials, scores):
-                if score > best[i][0]:
-                    best[i] = (score, variant)
-        return best
-
     @torch.no_grad()
     def caption_log_likelihood(self, codes: list[list[int]], captions: list[str], batch: int = 256) -> torch.Tensor:
         """log p(caption | image) per pair, in the layout the model captions in (instruction-tuned:
@@ -397,27 +298,6 @@ class SeedLlama:
             picked = logp.gather(-1, labels.clamp(min=0)[..., None])[..., 0]
             scores.append((picked * (labels != -100)).sum(1))
         return torch.cat(scores) if scores else torch.zeros(0)
-
-    def draw(self, codes, steps: int = 25, guidance_scale: float = 1.0, seed: int | None = 0,
-             drawings: int = DRAWINGS_PER_IMAGE):
-        """Codes (B, 32) → PIL images through the SEED tokenizer's generation head and the de-tokenizer;
-        each the best of `drawings` by the tokenizer's reading (`SeedTokenizer.decode`)."""
-        return self.component("image_tokenizer").decode(codes, detokenizer=self.component("detokenizer"),
-                                                    num_inference_steps=steps, guidance_scale=guidance_scale, seed=seed,
-                                                    drawings=drawings)
-
-    def draw_optional(self, codes: list, steps: int = 25, seed: int | None = 0,
-                      drawings: int = DRAWINGS_PER_IMAGE) -> list:
-        """Draw the valid code lists of `codes` in one batch; None stays None."""
-        valid = [c for c in codes if c is not None]
-        drawn = iter(self.draw(valid, steps=steps, seed=seed, drawings=drawings) if valid else [])
-        return [next(drawn) if c is not None else None for c in codes]
-
-    def generate_images(self, prompts: list[str], options: GenerationOptions | None = None, steps: int = 25,
-                        seed: int | None = 0):
-        """Text → images (None where the LLM produced no valid image)."""
-        return self.draw_optional(self.generate_codes(prompts, options), steps=steps, seed=seed)
-
 
 @dataclass
 class ChatReply:
@@ -448,13 +328,6 @@ def as_message(role: str, parts: list) -> dict:
 def first_images(decoded: list[Decoded]) -> list[list[int] | None]:
     """The first valid image of each decoded reply, None where there is none."""
     return [d.images[0] if d.images else None for d in decoded]
-
-
-def _find_part(directory: Path, recorded: str | None, sibling: str) -> Path | None:
-    for candidate in [directory.parent / sibling] + ([directory / recorded] if recorded else []):
-        if (candidate / "config.json").is_file() or (candidate / "model_index.json").is_file():
-            return candidate.resolve()
-    return None
 
 
 def meta_model(name: str) -> LlamaForCausalLM:

@@ -77,6 +77,8 @@ def run_request(llm, request: dict, default_steps: int = 25) -> tuple[str | None
     task = request.get("task")
     if task not in TASKS:
         raise RequestError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
+    if task not in getattr(llm, "tasks", TASKS):  # SEED-OPT: caption, ask, generate
+        raise RequestError(f"task {task!r} is not one this model does; it does {', '.join(llm.tasks)}")
     options, steps = _options(request, default_steps)
     seed = options.seed if options.seed is not None else 0
     if task == "caption":
