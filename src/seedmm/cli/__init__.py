@@ -23,6 +23,7 @@ from .common import (
     sampling_args,
     strength_arg,
 )
+from .data import cmd_data_check
 from .images import (
     cmd_convert,
     cmd_detokenize,
@@ -56,6 +57,7 @@ from .world import cmd_world_export, cmd_world_show
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..data.user_data import FORMATS
     from ..data.world_samples import SPLITS, TASKS
 
     p = Parser(prog="seedmm", description="SEED tokenizer, SEED-LLaMA and SEED-X on the shapes world and at full size.")
@@ -79,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--preview", help="where to write the preview PNG (default: PATH/preview.png)")
     sh.add_argument("--json", action="store_true", help="print the summary as JSON")
     sh.set_defaults(func=cmd_world_show)
+
+    data = sub.add_parser("data", help="your own data sets: validate one")
+    dsub = data.add_subparsers(dest="data_command", required=True, parser_class=Parser, metavar="ACTION")
+    dc = dsub.add_parser("check", help="print a data set's format, counts and first bad records (docs/data.md)")
+    dc.add_argument("path", help="a JSONL file, a .tar shard or a directory of them")
+    dc.add_argument("--format", choices=FORMATS, help="read as this format (default: told from the file)")
+    dc.add_argument("--json", action="store_true", help="print the summary as JSON")
+    dc.set_defaults(func=cmd_data_check)
 
     tk = sub.add_parser("tokenize", help="print the 32 SEED codes of each image")
     tk.add_argument("images", nargs="+", help="image files (any format PIL reads)")

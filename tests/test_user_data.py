@@ -1,0 +1,401 @@
+"""Your own data (docs/data.md): the five formats read from real photos (scikit-image's bundled samples,
+captions and boxes written by hand, edits made by cropping and flipping), bad records skipped and
+reported by reason, webdataset shards, `seedmm data check`, the rank split and the byte-level BPE."""
+
+import io
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+from skimage import data as samples
+
+from seedmm.cli import main
+from seedmm.data.text_tokenizer import load_text_tokenizer, train_text_bpe
+from seedmm.data.user_data import detect_format, iter_records, read_data, shard_indices
+from seedmm.data.user_records import (
+    BAD_SHARD,
+    EMPTY_TEXT,
+    ESCAPES,
+    IMAGE_COUNT,
+    INVERTED,
+    MALFORMED,
+    MISSING,
+    OUTSIDE,
+    UNREADABLE,
+    Conversation,
+    DataError,
+    Document,
+    Edit,
+    Grounding,
+    Pair,
+)
+
+# The photos as files of the data root, each with a caption written by looking at it.
+PHOTOS = {
+    "astronaut": ("photos/astronaut.jpg", ("an astronaut in an orange spacesuit smiling in front of an American "
+                                           "flag and a model of the space shuttle")),
+    "coffee": ("photos/coffee.jpg", "a cup of espresso on a red saucer with a spoon, on a wooden table"),
+    "chelsea": ("photos/chelsea.png", "a close-up of a tabby cat with green eyes looking to the side"),
+    "rocket": ("photos/rocket.jpg", "a rocket on its launch pad between four lightning towers at dusk"),
+}
+# Boxes drawn by hand on the photos: [x0, y0, x1, y1] in pixels.
+BOXES = {
+    "astronaut": [("the astronaut's face", [170, 55, 280, 190]), ("the black helmet", [275, 340, 512, 512]),
+                  ("the model of the space shuttle", [355, 0, 470, 285])],
+    "coffee": [("the cup", [170, 15, 410, 305]), ("the spoon", [325, 65, 425, 325]), ("the saucer", [75, 70, 480, 390])],
+    "chelsea": [("the cat's left eye", [135, 85, 210, 145]), ("the cat's right eye", [293, 108, 345, 163]),
+                ("the cat's nose", [232, 222, 292, 265])],
+    "rocket": [("the rocket", [300, 125, 345, 410]), ("the tower on the left", [0, 0, 90, 427]),
+               ("the tower on the right", [555, 0, 640, 427])],
+}
+# Edits made from the photos: (source, target file, how the target is made, the instruction).
+EDITS = [
+    ("chelsea", "edits/chelsea-mirrored.png", ImageOps.mirror, "flip the picture left to right"),
+    ("coffee", "edits/coffee-cup.png", lambda im: im.crop((170, 15, 410, 305)), "crop the picture to the cup"),
+    ("rocket", "edits/rocket-upside-down.png", ImageOps.flip, "turn the picture upside down"),
+    ("astronaut", "edits/astronaut-face.png", lambda im: im.crop((170, 55, 280, 190)), "zoom in on the astronaut's face"),
+]
+CONVERSATIONS = [
+    {"image": "photos/coffee.jpg", "conversations": [
+        {"from": "human", "value": "<image>\nWhat is in the cup?"},
+        {"from": "gpt", "value": "An espresso with a golden crema."}]},
+    {"image": "photos/chelsea.png", "conversations": [
+        {"from": "human", "value": "<image>\nWhat animal is this?"}, {"from": "gpt", "value": "A tabby cat."},
+        {"from": "human", "value": "What colour are its eyes?"}, {"from": "gpt", "value": "Green."}]},
+    {"image": ["photos/astronaut.jpg", "photos/rocket.jpg"], "conversations": [
+        {"from": "human", "value": "This is the first image. <image> This is the second image. <image> "
+                                   "Which one shows a launch pad?"},
+        {"from": "gpt", "value": "The second one."}]},
+    {"conversations": [{"from": "human", "value": "How many legs does a cat have?"},
+                       {"from": "gpt", "value": "Four."}]},
+]
+DOCUMENTS = [
+    [{"text": "Espresso is pushed through the coffee under pressure and served in a small cup."},
+     {"image": "photos/coffee.jpg"}, {"text": "A spoon rests on the saucer."}],
+    [{"image": "photos/rocket.jpg"}, {"text": "Before a launch the rocket stands between its lightning towers."},
+     {"image": "photos/astronaut.jpg"}, {"text": "The crew posed for portraits months earlier."}],
+    [{"text": "Cats see well in dim light."}, {"image": "photos/chelsea.png"}],
+]
+
+
+@pytest.fixture(scope="session")
+def root(tmp_path_factory):
+    """The data root: the photos, the edits made from them, and two broken image files."""
+    root = tmp_path_factory.mktemp("own-data")
+    for name, (path, _) in PHOTOS.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(getattr(samples, name)()).save(root / path, quality=90)
+    for source, target, make, _ in EDITS:
+        (root / target).parent.mkdir(parents=True, exist_ok=True)
+        make(Image.open(root / PHOTOS[source][0]).convert("RGB")).save(root / target)
+    (root / "broken").mkdir()
+    whole = (root / PHOTOS["astronaut"][0]).read_bytes()
+    (root / "broken/truncated.jpg").write_bytes(whole[: len(whole) // 2])
+    (root / "broken/not-an-image.png").write_text("these are words, not pixels\n")
+    return root
+
+
+def pairs():
+    return [{"image": path, "caption": caption} for path, caption in PHOTOS.values()]
+
+
+def groundings():
+    return [{"image": PHOTOS[name][0], "objects": [{"phrase": p, "box": b} for p, b in boxes]}
+            for name, boxes in BOXES.items()]
+
+
+def edits():
+    return [{"source_image": PHOTOS[s][0], "target_image": t, "instruction": i} for s, t, _, i in EDITS]
+
+
+# For each format: its good records and one bad record of each kind that applies, with its reason.
+# A raw string is written to the file as it is (a malformed line).
+SETS = {
+    "pairs": (Pair, pairs, [
+        ('{"image": "photos/coffee.jpg", "caption": "a cup', MALFORMED),
+        ({"image": "photos/coffee.jpg"}, MISSING),
+        ({"image": "photos/coffee.jpg", "caption": "  "}, EMPTY_TEXT),
+        ({"image": "broken/truncated.jpg", "caption": "an astronaut"}, UNREADABLE),
+        ({"image": "broken/not-an-image.png", "caption": "a cat"}, UNREADABLE),
+        ({"image": "photos/no-such-photo.jpg", "caption": "a cat"}, UNREADABLE),
+        ({"image": "../photos/coffee.jpg", "caption": "a cup of espresso"}, ESCAPES),
+    ]),
+    "conversations": (Conversation, lambda: CONVERSATIONS, [
+        ({"conversations": [{"from": "human", "value": "<image>\nWhat is this?"}, {"from": "gpt", "value": "A cat."}]},
+         IMAGE_COUNT),
+        ({"image": ["photos/chelsea.png", "photos/coffee.jpg"], "conversations": [
+            {"from": "human", "value": "<image>\nWhat is this?"}, {"from": "gpt", "value": "A cat."}]}, IMAGE_COUNT),
+        ({"image": "photos/chelsea.png", "conversations": [
+            {"from": "human", "value": "<image>\nWhat is this?"}, {"from": "assistant", "value": "A cat."}]}, MISSING),
+        ({"image": "photos/chelsea.png", "conversations": [
+            {"from": "human", "value": "<image>\nWhat is this?"}, {"from": "gpt", "value": ""}]}, EMPTY_TEXT),
+        ({"image": "broken/truncated.jpg", "conversations": [
+            {"from": "human", "value": "<image>\nWho is this?"}, {"from": "gpt", "value": "An astronaut."}]},
+         UNREADABLE),
+        ({"image": ["photos/chelsea.png", "../../etc/passwd"], "conversations": [
+            {"from": "human", "value": "<image> <image> Same?"}, {"from": "gpt", "value": "No."}]}, ESCAPES),
+    ]),
+    "edits": (Edit, edits, [
+        ({"source_image": "photos/chelsea.png", "instruction": "flip it"}, MISSING),
+        ({"source_image": "photos/chelsea.png", "target_image": "edits/chelsea-mirrored.png", "instruction": ""},
+         EMPTY_TEXT),
+        ({"source_image": "broken/not-an-image.png", "target_image": "edits/chelsea-mirrored.png",
+          "instruction": "flip the picture left to right"}, UNREADABLE),
+        ({"source_image": "photos/chelsea.png", "target_image": "/etc/hostname", "instruction": "flip it"}, ESCAPES),
+    ]),
+    "interleaved": (Document, lambda: DOCUMENTS, [
+        ([], MISSING),
+        ([{"text": " "}, {"image": "photos/coffee.jpg"}], EMPTY_TEXT),
+        ([{"text": "a cup", "image": "photos/coffee.jpg"}], MISSING),
+        ('[{"text": "never closed"}', MALFORMED),
+    ]),
+    "grounding": (Grounding, groundings, [
+        ({"image": "photos/astronaut.jpg", "objects": [{"phrase": "the helmet", "box": [400, 400, 600, 520]}]},
+         OUTSIDE),
+        ({"image": "photos/coffee.jpg", "objects": [{"phrase": "the table", "box": [-5, 0, 50, 50]}]}, OUTSIDE),
+        ({"image": "photos/rocket.jpg", "objects": [{"phrase": "the rocket", "box": [345, 410, 300, 125]}]}, INVERTED),
+        ({"image": "photos/rocket.jpg", "objects": [{"phrase": "the rocket", "box": [300, 125, 345]}]}, MISSING),
+        ({"image": "photos/chelsea.png", "objects": [{"phrase": "", "box": [232, 222, 292, 265]}]}, EMPTY_TEXT),
+        ({"image": "photos/chelsea.png", "objects": []}, MISSING),
+        ({"image": "broken/truncated.jpg", "objects": [{"phrase": "a face", "box": [170, 55, 280, 190]}]},
+         UNREADABLE),
+    ]),
+}
+
+
+def write_jsonl(path, lines) -> None:
+    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
+
+
+def tenth_bad(good: list, bad: list) -> tuple[list, list[int], list[int]]:
+    """Lines of which every 10th is one of `bad` and the others cycle through `good`; the line
+    numbers of the good and of the bad ones."""
+    lines, good_at, bad_at = [], [], []
+    for i in range(10 * len(bad)):
+        if i % 10 == 9:
+            lines.append(bad[i // 10][0])
+            bad_at.append(i + 1)
+        else:
+            lines.append(good[len(good_at) % len(good)])
+            good_at.append(i + 1)
+    return lines, good_at, bad_at
+
+
+@pytest.mark.parametrize("fmt", list(SETS))
+def test_a_tenth_bad_yields_exactly_the_good_nine_tenths_and_reports_the_rest(root, fmt):
+    kind, make_good, bad = SETS[fmt]
+    lines, good_at, bad_at = tenth_bad(make_good(), bad)
+    path = root / f"{fmt}.jsonl"
+    write_jsonl(path, lines)
+    data = read_data(path, keep=len(bad))
+    assert data.format == detect_format(path) == fmt
+    assert [r.key for r in data.records] == [f"line {n}" for n in good_at]
+    assert all(isinstance(r, kind) for r in data.records)
+    assert data.bad.counts == Counter(reason for _, reason in bad)
+    assert [(where, reason) for where, reason, _ in data.bad.first] == [
+        (f"line {n}", reason) for n, (_, reason) in zip(bad_at, bad)]
+    report = data.bad.lines()
+    assert report[0].startswith(f"{len(bad)} bad records skipped") and len(report) == 1 + len(bad)
+
+
+def test_pairs_read_the_photos_whole(root):
+    path = root / "clean-pairs.jsonl"
+    write_jsonl(path, ["", *pairs(), "   "])  # blank lines are not records
+    data = read_data(path)
+    assert data.bad.total == 0 and data.bad.lines() == ["no bad records"]
+    assert [(r.image.source, r.caption) for r in data.records] == list(PHOTOS.values())
+    chelsea = data.records[2].image
+    assert chelsea.size == (451, 300) and chelsea.path == root / "photos/chelsea.png"
+    assert np.array_equal(np.asarray(chelsea.load()), samples.chelsea())  # png: the photo's own pixels
+    astronaut = data.records[0].image.load()
+    assert astronaut.mode == "RGB" and astronaut.size == (512, 512)
+    assert np.abs(np.asarray(astronaut, dtype=float) - samples.astronaut()).mean() < 3  # jpg at quality 90
+    assert list(data.texts()) == [caption for _, caption in PHOTOS.values()]
+
+
+def test_conversations_edits_documents_and_boxes_keep_their_structure(root):
+    for name, lines in (("conversations", CONVERSATIONS), ("edits", edits()), ("interleaved", DOCUMENTS),
+                        ("grounding", groundings())):
+        write_jsonl(root / f"clean-{name}.jsonl", lines)
+    talk = read_data(root / "clean-conversations.jsonl").records
+    assert [len(c.images) for c in talk] == [1, 1, 2, 0]
+    assert [t.role for t in talk[1].turns] == ["human", "gpt", "human", "gpt"]
+    assert talk[2].images[1].size == (640, 427) and talk[0].texts == ["What is in the cup?",
+                                                                      "An espresso with a golden crema."]
+    mirrored, crop, *_ = read_data(root / "clean-edits.jsonl").records
+    assert np.array_equal(np.asarray(mirrored.target.load()), np.asarray(ImageOps.mirror(mirrored.source.load())))
+    assert crop.source.size == (600, 400) and crop.target.size == (240, 290) and crop.texts == [EDITS[1][3]]
+    document = read_data(root / "clean-interleaved.jsonl").records[1]
+    assert [type(p).__name__ for p in document.parts] == ["UserImage", "str", "UserImage", "str"]
+    assert [i.source for i in document.images] == ["photos/rocket.jpg", "photos/astronaut.jpg"]
+    grounded = read_data(root / "clean-grounding.jsonl").records
+    assert [o.phrase for o in grounded[1].objects] == ["the cup", "the spoon", "the saucer"]
+    assert grounded[3].objects[2].box == (555, 0, 640, 427)  # touching the right and bottom edges is inside
+
+
+def test_format_detection_and_override(root):
+    both = root / "captioned-boxes.jsonl"
+    write_jsonl(both, [{**g, "caption": PHOTOS[name][1]} for name, g in zip(BOXES, groundings())])
+    assert detect_format(both) == "grounding"  # a grounding set that captions its images too
+    assert [r.caption for r in read_data(both, format="pairs").records] == [c for _, c in PHOTOS.values()]
+    late = root / "late.jsonl"
+    write_jsonl(late, ["{not json", {"image": "photos/coffee.jpg"}, *edits()])
+    assert detect_format(late) == "edits"  # told by the first record whose shape names a format
+    unknown = root / "unknown.jsonl"
+    write_jsonl(unknown, [{"picture": "photos/coffee.jpg", "words": "a cup"}])
+    with pytest.raises(DataError, match="cannot tell the format"):
+        detect_format(unknown)
+    with pytest.raises(DataError, match="no such data file"):
+        read_data(root / "missing.jsonl")
+    with pytest.raises(DataError, match="unknown data format"):
+        iter_records(late, "captions")
+
+
+def tar_sample(i: int, name: str, caption: str, root) -> dict:
+    """Sample `i` of a shard: the photo as jpg, png or webp, its caption as .txt or as .json."""
+    image = Image.open(root / PHOTOS[name][0]).convert("RGB")
+    ext = ("jpg", "png", "webp")[i % 3]
+    buf = io.BytesIO()
+    image.save(buf, format={"jpg": "JPEG"}.get(ext, ext.upper()))
+    text = {"txt": caption.encode()} if i % 2 else {"json": json.dumps({"caption": caption, "id": i}).encode()}
+    return {"__key__": f"{i:04d}", ext: buf.getvalue(), **text}
+
+
+def test_webdataset_shards_a_tenth_bad(root, tmp_path):
+    import webdataset as wds
+
+    names = list(PHOTOS)
+    truncated = (root / "broken/truncated.jpg").read_bytes()
+    bad = {9: ({"jpg": truncated, "txt": b"an astronaut"}, UNREADABLE),
+           19: ({"jpg": (root / "photos/coffee.jpg").read_bytes()}, MISSING),
+           29: ({"jpg": (root / "photos/coffee.jpg").read_bytes(), "txt": b" \n"}, EMPTY_TEXT)}
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for s in range(2):
+        with wds.TarWriter(str(shards / f"shard-{s:05d}.tar"), encoder=False) as sink:
+            for i in range(15 * s, 15 * s + 15):
+                name = names[i % len(names)]
+                sink.write({"__key__": f"{i:04d}", **bad[i][0]} if i in bad else tar_sample(i, name, PHOTOS[name][1], root))
+    data = read_data(shards)
+    assert data.format == "pairs" and len(data.records) == 27
+    assert [r.key for r in data.records[:3]] == ["shard-00000.tar:0000", "shard-00000.tar:0001", "shard-00000.tar:0002"]
+    assert [r.image.source for r in data.records[:3]] == ["0000.jpg", "0001.png", "0002.webp"]
+    assert data.records[1].image.size == (600, 400) and data.records[1].image.load().size == (600, 400)
+    assert [r.caption for r in data.records[:2]] == [PHOTOS["astronaut"][1], PHOTOS["coffee"][1]]
+    assert data.bad.counts == Counter(reason for _, reason in bad.values())
+    assert [w for w, _, _ in data.bad.first] == [f"shard-0000{i // 15}.tar:{i:04d}" for i in bad]
+    (shards / "shard-00002.tar").write_bytes(b"not a tar archive " * 64)
+    again = read_data(shards)
+    assert len(again.records) == 27 and again.bad.counts[BAD_SHARD] == 1
+    assert len(read_data(shards / "shard-00001.tar").records) == 13
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = main(["data", "check", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_data_check_prints_format_counts_and_first_bad(root, capsys):
+    path = root / "check-grounding.jsonl"
+    _, make_good, bad = SETS["grounding"]
+    write_jsonl(path, tenth_bad(make_good(), bad)[0])
+    code, out, err = run(capsys, path)
+    assert code == 0 and not err
+    assert f"{path}: grounding" in out
+    assert "70 records: 63 good with 63 images, 7 bad" in out
+    assert "7 bad records skipped (2 box outside the image, 2 missing or invalid field" in out
+    assert "  line 10: box outside the image (objects[0].box [400, 400, 600, 520] in a 512×512 image)" in out
+    code, out, _ = run(capsys, path, "--json")
+    summary = json.loads(out)
+    assert code == 0 and (summary["records"], summary["good"], summary["bad"], summary["images"]) == (70, 63, 7, 63)
+    assert summary["bad_by_reason"] == dict(Counter(reason for _, reason in bad))
+    assert summary["first_bad"][2] == {"where": "line 30", "reason": INVERTED,
+                                       "detail": "objects[0].box [345, 410, 300, 125]"}
+    code, out, _ = run(capsys, path, "--format", "pairs", "--json")
+    assert code == 0 and json.loads(out)["bad_by_reason"] == {MISSING: 70}  # read as told: no captions
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda root: root / "nowhere.jsonl", "no such data file or directory"),
+    (lambda root: root / "unknown.jsonl", "cannot tell the format"),
+    (lambda root: root / "empty-dir", "no .tar shards under"),
+])
+def test_data_check_refuses_what_it_cannot_read_in_one_line(root, capsys, make, message):
+    write_jsonl(root / "unknown.jsonl", [{"picture": "photos/coffee.jpg"}, "not json"])
+    (root / "empty-dir").mkdir(exist_ok=True)
+    code, out, err = run(capsys, make(root))
+    assert code == 2 and not out
+    assert len(err.strip().splitlines()) == 1 and err.startswith("seedmm: error: ") and message in err
+
+
+def test_data_check_refuses_an_unknown_format_and_tar_shards_read_as_conversations(root, tmp_path, capsys):
+    import webdataset as wds
+
+    with wds.TarWriter(str(tmp_path / "one.tar"), encoder=False) as sink:
+        sink.write(tar_sample(0, "coffee", PHOTOS["coffee"][1], root))
+    code, _, err = run(capsys, tmp_path / "one.tar", "--format", "conversations")
+    assert code == 2 and "webdataset shards, which hold image-text pairs" in err
+    code, _, err = run(capsys, tmp_path / "one.tar", "--format", "captions")
+    assert code == 2 and err.startswith("seedmm: error: argument --format: invalid choice")
+
+
+def test_bad_records_report_keeps_the_first_few(root):
+    _, make_good, bad = SETS["pairs"]
+    path = root / "few.jsonl"
+    write_jsonl(path, tenth_bad(make_good(), bad)[0])
+    report = read_data(path, keep=2).bad
+    assert report.total == 7 and len(report.first) == 2
+    lines = report.lines()
+    assert lines[1].startswith("  line 10: malformed JSON (") and lines[2:] == [
+        "  line 20: missing or invalid field (caption is missing)", "  … and 5 more"]
+
+
+@pytest.mark.parametrize("world_size", [1, 2, 3])
+@pytest.mark.parametrize("n", [0, 1, 2, 10, 101])
+def test_shard_indices_give_every_index_exactly_once(n, world_size):
+    shares = [list(shard_indices(n, rank, world_size)) for rank in range(world_size)]
+    assert sorted(i for share in shares for i in share) == list(range(n))
+    assert max(map(len, shares)) - min(map(len, shares)) <= 1
+    assert shares == [list(shard_indices(n, rank, world_size)) for rank in range(world_size)]
+
+
+def test_shard_indices_refuse_a_rank_outside_the_world():
+    for n, rank, world_size in [(10, 2, 2), (10, -1, 2), (10, 0, 0), (-1, 0, 1)]:
+        with pytest.raises(ValueError, match="rank < world_size"):
+            shard_indices(n, rank, world_size)
+
+
+def test_byte_level_bpe_round_trips_any_text(root, tmp_path):
+    from seedmm.models.vocabulary import MultimodalTokenizer
+
+    texts = []
+    for name, lines in (("pairs", pairs()), ("conversations", CONVERSATIONS), ("interleaved", DOCUMENTS),
+                        ("edits", edits()), ("grounding", groundings())):
+        write_jsonl(root / f"bpe-{name}.jsonl", lines)
+        texts += read_data(root / f"bpe-{name}.jsonl").texts()
+    assert texts[:4] == [c for _, c in PHOTOS.values()] and {"Four.", EDITS[0][3], "the spoon"} <= set(texts)
+    tokenizer = train_text_bpe(texts * 3, tmp_path / "text-tokenizer", vocab_size=400)
+    assert tokenizer.convert_ids_to_tokens([0, 1, 2]) == ["<unk>", "<s>", "</s>"]
+    assert 259 < len(tokenizer) <= 400
+    unseen = ["Ça coûte 3 € — 東京 🚀", "  two  spaces\tand a tab\n", "a close-up of a tabby cat"]
+    for text in texts + unseen:
+        ids = tokenizer.encode(text, add_special_tokens=False)
+        assert tokenizer.unk_token_id not in ids and tokenizer.decode(ids) == text
+    assert len(tokenizer.encode(PHOTOS["coffee"][1], add_special_tokens=False)) < len(PHOTOS["coffee"][1]) / 2
+    loaded = load_text_tokenizer(tmp_path / "text-tokenizer")
+    assert all(loaded.encode(t) == tokenizer.encode(t) for t in unseen)
+    multimodal = MultimodalTokenizer(loaded, num_image_codes=16)
+    ids = multimodal.encode([unseen[0], list(range(16)) * 2, "a cup"], eos=True)
+    decoded = multimodal.decode(ids)
+    assert decoded.images == [list(range(16)) * 2] and decoded.text == f"{unseen[0]} a cup" and not decoded.dropped
+    with pytest.raises(DataError, match="no such text tokenizer directory"):
+        load_text_tokenizer(tmp_path / "nowhere")
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "tokenizer.json").write_text("{ not a tokenizer")
+    with pytest.raises(DataError, match="is not a text tokenizer directory"):
+        load_text_tokenizer(tmp_path / "junk")
+    with pytest.raises(DataError, match="no texts"):
+        train_text_bpe(["", "  "], tmp_path / "empty")
