@@ -55,12 +55,14 @@ def cider(references: list[str], candidates: list[str]) -> float:
 def caption_scores(references: list[str], candidates: list[str]) -> dict[str, float]:
     """BLEU-4, ROUGE-L and CIDEr (pycocoevalcap), as the paper's captioning table reports them."""
     from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.rouge.rouge import Rouge
 
     refs, cands = _coco_inputs(references, candidates)
     bleu, _ = Bleu(4).compute_score(refs, cands, verbose=0)
     rouge, _ = Rouge().compute_score(refs, cands)
-    return {"bleu_4": float(bleu[3]), "rouge_l": float(rouge), "cider": cider(references, candidates)}
+    cider_score, _ = Cider().compute_score(refs, cands)
+    return {"bleu_4": float(bleu[3]), "rouge_l": float(rouge), "cider": float(cider_score)}
 
 
 @torch.no_grad()

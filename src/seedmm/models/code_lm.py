@@ -8,6 +8,7 @@ A subclass provides `generate_codes(prompts, options)` (with `options.rerank == 
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,6 +36,23 @@ class CodeLM:
         self.tokenizer = tokenizer
         self.image_tokenizer = image_tokenizer
         self.detokenizer = detokenizer
+
+    def save_with_parts(self, target: str | Path, image_tokenizer_dir: str | Path,
+                        detokenizer_dir: str | Path | None = None) -> None:
+        """`save_pretrained` into `target`, swapped in whole (`save_directory_atomically`), naming the
+        image tokenizer and de-tokenizer by their paths relative to `target` (which also hold for the
+        temporary sibling it is written as) and the tokenizer by its fingerprint."""
+        from ..atomic import save_directory_atomically
+        from ..data.codes import tokenizer_fingerprint
+
+        target = Path(target)
+
+        def relative(path):
+            return None if path is None else os.path.relpath(Path(path).resolve(), target.resolve())
+
+        save_directory_atomically(target, lambda d: self.save_pretrained(
+            d, image_tokenizer=relative(image_tokenizer_dir), detokenizer=relative(detokenizer_dir),
+            image_tokenizer_blake2b=tokenizer_fingerprint(image_tokenizer_dir)))
 
     def locate_parts(self, directory: Path, meta: dict, image_tokenizer=None, detokenizer=None,
                      detokenizer_sibling: str = "detokenizer") -> None:

@@ -17,7 +17,6 @@ pure function of (seed, stage, s), so the loop resumes exactly.
 from __future__ import annotations
 
 import copy
-import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 import torch
 
 from ..atomic import save_directory_atomically
-from ..data.codes import tokenizer_fingerprint, world_code_records
+from ..data.codes import world_code_records
 from ..data.instructions import instruction_corpus
 from ..data.sequences import build, pad_batch, text_document, world_texts
 from ..models.llm import SeedLlama, preset
@@ -170,12 +169,7 @@ def train_llm(out: str | Path, tokenizer_dir: str | Path, detokenizer_dir: str |
     model = train_stage1(out, recipe, model, tok, records, codebook, progress)
     model = train_stage2(out, recipe, model, tok, records, progress)
     target = out / "llm"
-    relative = (lambda p: None if p is None else os.path.relpath(Path(p).resolve(), target.resolve()))
     # Stored in fp16 (half the bytes; `from_pretrained` loads fp32), as the SFT adapter: the shipped
     # checkpoints have a 60 MB budget. Every figure of the shipped LLM is measured on what is stored.
-    # Relative paths from `target` hold for the temporary sibling it is written as.
-    llm = SeedLlama(model.to(torch.float16), tok)
-    save_directory_atomically(target, lambda d: llm.save_pretrained(
-        d, image_tokenizer=relative(tokenizer_dir), detokenizer=relative(detokenizer_dir),
-        image_tokenizer_blake2b=tokenizer_fingerprint(tokenizer_dir)))
+    SeedLlama(model.to(torch.float16), tok).save_with_parts(target, tokenizer_dir, detokenizer_dir)
     return target

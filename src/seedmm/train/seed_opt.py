@@ -19,14 +19,13 @@ a pure function of (seed, stage, s), so the loop resumes exactly.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from ..atomic import save_directory_atomically
-from ..data.codes import tokenizer_fingerprint, world_code_records
+from ..data.codes import world_code_records
 from ..data.sequences import pad_batch
 from ..data.world_samples import make_record
 from ..models.seed_opt import (
@@ -197,11 +196,7 @@ def train_seed_opt(out: str | Path, tokenizer_dir: str | Path, detokenizer_dir: 
     model = train_stage1(out, recipe, config, opt, tok, records, codebook, progress)
     model = train_stage2(out, recipe, model, tok, records, progress)
     target = out / "seed-opt"
-    relative = (lambda p: None if p is None else os.path.relpath(Path(p).resolve(), target.resolve()))
     # Stored in fp16 (half the bytes; `from_pretrained` loads fp32), as SEED-LLaMA: every figure of the
-    # shipped model is measured on what is stored. Relative paths from `target` hold for its temporary sibling.
-    llm = SeedOpt(model.to(torch.float16), tok, config)
-    save_directory_atomically(target, lambda d: llm.save_pretrained(
-        d, image_tokenizer=relative(tokenizer_dir), detokenizer=relative(detokenizer_dir),
-        image_tokenizer_blake2b=tokenizer_fingerprint(tokenizer_dir)))
+    # shipped model is measured on what is stored.
+    SeedOpt(model.to(torch.float16), tok, config).save_with_parts(target, tokenizer_dir, detokenizer_dir)
     return target
