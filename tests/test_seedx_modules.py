@@ -9,11 +9,21 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from seedmm.models.anyres import (GRIDS, anyres_views, best_resolution_aspect, best_resolution_effective,
-                                  choose_resolution, grid_sizes)
-from seedmm.models.resampler import Resampler, resize_positions, sincos_2d
+from seedmm.models.anyres import (
+    GRIDS,
+    anyres_views,
+    best_resolution_aspect,
+    best_resolution_effective,
+    choose_resolution,
+    grid_sizes,
+)
+from seedmm.models.resampler import resize_positions, sincos_2d
+from seedmm.models.seedx_agent import (
+    SeedXAgent,
+    SeedXAgentConfig,
+    patch_position_embedding,
+)
 from seedmm.models.seedx_detokenizer import pool_tokens
-from seedmm.models.seedx_agent import SeedXAgent, SeedXAgentConfig, patch_position_embedding
 
 ATOL = 1e-5
 
