@@ -52,6 +52,7 @@ from .llm import (
     cmd_train_seed_opt,
     cmd_train_sft,
 )
+from .seedx import cmd_eval_seedx, cmd_ground, cmd_train_seedx
 from .serve import cmd_serve, serve_args
 from .world import cmd_world_export, cmd_world_show
 
@@ -105,8 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def llm_args(parser, images: bool) -> None:
         parser.add_argument("--model", choices=MODELS, default="seed-llama",
-                            help="seed-llama (default) or seed-opt, the first SEED paper's OPT with LoRA "
-                                 "(caption, ask, generate, batch)")
+                            help="seed-llama (default); seed-opt, the first SEED paper's OPT with LoRA "
+                                 "(caption, ask, generate, batch); seed-x (every command, any picture size, boxes)")
         parser.add_argument("--llm", help="the model's directory (default: the shipped one of --model)")
         parser.add_argument("--tokenizer", help="image tokenizer directory (default: the one the LLM names)")
         if images:
@@ -150,6 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
     eg.add_argument("-o", "--output", required=True, help="output PNG")
     llm_args(eg, images=True)
     eg.set_defaults(func=cmd_edit)
+
+    gr = sub.add_parser("ground", help="picture + phrase → its box in pixels (SEED-X-I)")
+    gr.add_argument("image", help="image file, any size")
+    gr.add_argument("phrase", help="e.g. 'the red circle' (or a whole question asking for a box)")
+    gr.add_argument("-o", "--output", help="write the picture with the box drawn here")
+    gr.add_argument("--llm", help="SEED-X directory (default: the shipped SEED-X-I)")
+    gr.add_argument("--json", action="store_true", help="one JSON object")
+    gr.set_defaults(func=cmd_ground)
 
     ch = sub.add_parser("chat", help="multi-turn chat in the terminal: text and images in, text and images out")
     ch.add_argument("--out-dir", default="chat", help="where the assistant's images are saved (default: chat)")
@@ -213,6 +222,14 @@ def build_parser() -> argparse.ArgumentParser:
                       cmd_train_seed_opt)
     to.add_argument("--tokenizer", help="frozen image tokenizer (default: shipped)")
     to.add_argument("--detokenizer", help="the v1 de-tokenizer the saved model draws with (default: shipped)")
+
+    tsx = train_parser("seedx", "SEED-X: pretraining (captions, drawing, stories, boxes, any-res counting), then "
+                       "SEED-X-I instruction tuning", "resumes; OUT/pretrain, then OUT/sft", cmd_train_seedx)
+    tsx.add_argument("--stage", choices=["pretrain", "sft"], required=True, help="which stage")
+    tsx.add_argument("--init", help="sft: the pretrained SEED-X to start from (default OUT/pretrain)")
+    tsx.add_argument("--clip", help="the frozen ViT (default: the shipped shapes CLIP)")
+    tsx.add_argument("--detokenizer", help="the SEED-X de-tokenizers the model draws with (default: shipped)")
+    tsx.add_argument("--steps", type=at_least_one, help="steps of the stage (default: the recipe's)")
 
     ts = train_parser("sft", "SEED-LLaMA-I: instruction tuning on every world task (adapter over the LLM)",
                       "resumes; world/ and codes/ data are made once", cmd_train_sft)
@@ -293,6 +310,15 @@ def build_parser() -> argparse.ArgumentParser:
     drawings_arg(el, default=DRAWINGS_PER_IMAGE)
     el.set_defaults(func=cmd_eval_llm)
 
+    ex = esub.add_parser("seedx", help="SEED-X-I through seedmm batch on held-out cases: caption, VQA, any-res "
+                         "counting, grounding, referring, text-to-image, edits, 3-turn drawing")
+    ex.add_argument("--llm", help="SEED-X directory (default: the shipped SEED-X-I)")
+    ex.add_argument("--n", type=at_least_one, default=100, help="held-out cases per task (default 100)")
+    ex.add_argument("--steps", type=at_least_one, default=25, help="de-tokenizer sampling steps (default 25)")
+    ex.add_argument("--seed", type=int, default=0)
+    ex.add_argument("--json", action="store_true")
+    ex.set_defaults(func=cmd_eval_seedx)
+
     eo = esub.add_parser("seed-opt", help="SEED-OPT beside SEED-LLaMA: captions, zero-shot VQA, text-to-image "
                                           "through the v1 and v2 paths (the paper's Table 3)")
     eo.add_argument("--seed-opt", dest="seed_opt", help="SEED-OPT directory (default: shipped)")
@@ -321,12 +347,17 @@ def build_parser() -> argparse.ArgumentParser:
     es.set_defaults(func=cmd_eval_sft)
 
     cv = sub.add_parser("convert", help="convert an official checkpoint into a seedmm directory")
-    cv.add_argument("model", choices=["seed-v2", "seed-v1", "seedx-detokenizer"],
+    cv.add_argument("model", choices=["seed-v2", "seed-v1", "seedx-detokenizer", "seed-x"],
                     help="which official model the file holds")
     cv.add_argument("--stage", choices=["1", "2"], help="seedx-detokenizer: the de-tokenizer stage the file holds")
-    cv.add_argument("--from", dest="source", required=True, help="official checkpoint (.pt/.pth/.bin/.safetensors)")
-    cv.add_argument("--vit", help="the EVA-CLIP ViT weights, if the checkpoint lacks them")
-    cv.add_argument("--config", help="config.json to use instead of the preset (for reduced checkpoints)")
+    cv.add_argument("--from", dest="source", help="official checkpoint (.pt/.pth/.bin/.safetensors); "
+                                                  "required except for seed-x")
+    cv.add_argument("--vit", help="the EVA-CLIP ViT weights, if the checkpoint lacks them; seed-x: the Qwen-VL "
+                                  "ViT (qwen_vit_G.pt)")
+    cv.add_argument("--agent", help="seed-x: the agent checkpoint (pytorch_model.bin)")
+    cv.add_argument("--llm", help="seed-x: the LLaMA directory (config.json + tokenizer files)")
+    cv.add_argument("--config", help="config.json to use instead of the preset (for reduced checkpoints); seed-x: "
+                                     "a seedx.json-shaped file with \"vision\" and/or \"agent\" settings")
     cv.add_argument("--to", required=True, help="output directory")
     cv.set_defaults(func=cmd_convert)
 

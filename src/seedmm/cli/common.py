@@ -14,7 +14,7 @@ from ..checkpoints import (
 )
 
 DETOKENIZER_PART = {"v2": "detokenizer", "v1": "detokenizer-v1"}  # style → shipped directory
-MODELS = ("seed-llama", "seed-opt")  # what `--model` chooses on caption, ask, generate and batch
+MODELS = ("seed-llama", "seed-opt", "seed-x")  # what `--model` chooses on the user-facing commands
 
 
 class UsageError(Exception):

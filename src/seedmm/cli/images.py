@@ -59,6 +59,11 @@ def cmd_eval_tokenizer(args) -> None:
 
 
 def cmd_convert(args) -> None:
+    if args.model == "seed-x":
+        from .convert_seedx import cmd_convert_seedx
+        return cmd_convert_seedx(args)
+    if args.source is None:
+        raise UsageError(f"convert {args.model}: --from FILE is required")
     if args.model == "seedx-detokenizer":
         return cmd_convert_seedx_detokenizer(args)
     from ..models.convert import ConversionError, convert_seed_tokenizer_file

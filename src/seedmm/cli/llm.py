@@ -10,6 +10,7 @@ from argparse import Namespace
 from dataclasses import replace
 from pathlib import Path
 
+from . import seedx as seedx_cli
 from .common import (
     UsageError,
     generation_options,
@@ -74,6 +75,8 @@ def cmd_eval_seed_opt(args) -> None:
 
 
 def cmd_generate(args) -> None:
+    if args.model == "seed-x":
+        return seedx_cli.cmd_generate_seedx(args)
     out = Path(args.output)
     if len(args.prompts) > 1 and out.suffix:
         raise UsageError("with several prompts -o names a directory")
@@ -98,6 +101,8 @@ def cmd_generate(args) -> None:
 
 
 def cmd_caption(args) -> None:
+    if args.model == "seed-x":
+        return seedx_cli.cmd_caption_seedx(args)
     llm = load_llm(args)
     images, paths, errors = load_each(args.images)
     captions = dict(zip(paths, llm.caption(images, generation_options(args, "caption")))) if images else {}
@@ -111,12 +116,16 @@ def cmd_caption(args) -> None:
 
 
 def cmd_ask(args) -> None:
+    if args.model == "seed-x":
+        return seedx_cli.cmd_ask_seedx(args)
     llm = load_llm(args, "llm-sft")  # SEED-OPT answers zero-shot
     (answer,) = llm.ask([load_one(args.image)], [args.question], generation_options(args, "ask"))
     print(json.dumps({"image": args.image, "question": args.question, "answer": answer}) if args.json else answer)
 
 
 def cmd_edit(args) -> None:
+    if args.model == "seed-x":
+        return seedx_cli.cmd_edit_seedx(args)
     refuse_seed_opt(args, "edit")
     llm = load_llm(args, "llm-sft")
     (codes,) = llm.edit_codes([load_one(args.image)], [args.instruction], generation_options(args, "edit"))
@@ -130,6 +139,8 @@ def cmd_edit(args) -> None:
 
 
 def cmd_chat(args) -> None:
+    if args.model == "seed-x":
+        return seedx_cli.cmd_chat_seedx(args)
     from ..serve.chat import chat_session
 
     refuse_seed_opt(args, "chat")
@@ -146,7 +157,8 @@ def cmd_batch(args) -> None:
     from ..data.shards import ensure_writable_dir
 
     out_dir = ensure_writable_dir(args.out_dir)
-    done = run_batch(load_llm(args, "llm-sft"), lines, out_dir, steps=args.steps, progress=not args.quiet)
+    model = seedx_cli.load_seedx(args) if args.model == "seed-x" else load_llm(args, "llm-sft")
+    done = run_batch(model, lines, out_dir, steps=args.steps, progress=not args.quiet)
     print(f"{done['results']} results ({done['errors']} with an error) in {out_dir / 'results.jsonl'}")
     if done["errors"]:
         raise SystemExit(2)

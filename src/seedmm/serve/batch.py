@@ -1,7 +1,7 @@
 """`seedmm batch IN.jsonl --out-dir DIR`: the interface evaluation harnesses use.
 
 One JSON object per input line:
-    {"id": str, "task": "caption"|"ask"|"generate"|"edit"|"chat",
+    {"id": str, "task": "caption"|"ask"|"generate"|"edit"|"chat"|"ground" (SEED-X),
      "image": path | "images": [paths], "prompt"/"question"/"instruction": str,
      "messages": [{"role", "content": str or [str | {"image": path} | {"codes": [32 ints]}]}],
      "options": {"temperature", "top_p", "top_k", "num_beams", "max_new_tokens", "seed",
@@ -9,6 +9,7 @@ One JSON object per input line:
                  "candidate_top_p", "steps"}}
 One result per non-blank input line, in input order, in DIR/results.jsonl:
     {"id", "text", "images": [paths of DIR/{id}-{k}.png], "error"}
+and, with SEED-X, "boxes": [[x0, y0, x1, y1], …] in the input picture's pixels when the text holds boxes.
 A line that cannot run (malformed JSON, unknown task, missing field, missing image, bad option)
 gets its own result with "error" set and null text; every other line still runs. Options left out
 take the task's defaults shared with the CLI and the server (`models.generation.TASK_DEFAULTS`). Results are
@@ -24,9 +25,10 @@ from pathlib import Path
 from ..models.images import save_images
 from ..models.generation import GenerationOptions, task_options
 
-TASKS = ("caption", "ask", "generate", "edit", "chat")
+TASKS = ("caption", "ask", "generate", "edit", "chat", "ground")
+CODE_LM_TASKS = TASKS[:5]  # SEED-LLaMA's; SEED-X (`tasks`) also grounds
 # What each task reads besides the image(s): the request's text field.
-TEXT_FIELD = {"ask": "question", "generate": "prompt", "edit": "instruction"}
+TEXT_FIELD = {"ask": "question", "generate": "prompt", "edit": "instruction", "ground": "question"}
 
 
 class RequestError(ValueError):
@@ -72,13 +74,59 @@ def _text(request: dict) -> str:
     return request[name]
 
 
-def run_request(llm, request: dict, default_steps: int = 25) -> tuple[str | None, list]:
-    """(text, images) of one request."""
+def run_request(llm, request: dict, default_steps: int = 25) -> tuple[str | None, list, list | None]:
+    """(text, images, boxes or None) of one request."""
     task = request.get("task")
     if task not in TASKS:
         raise RequestError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
-    if task not in getattr(llm, "tasks", TASKS):  # SEED-OPT: caption, ask, generate
-        raise RequestError(f"task {task!r} is not one this model does; it does {', '.join(llm.tasks)}")
+    tasks = getattr(llm, "tasks", CODE_LM_TASKS)  # SEED-OPT: caption, ask, generate
+    if task not in tasks:
+        raise RequestError(f"task {task!r} is not one this model does; it does {', '.join(tasks)}")
+    if hasattr(llm, "ground"):
+        return run_seedx_request(llm, request, default_steps)
+    text, images = run_code_lm_request(llm, request, default_steps)
+    return text, images, None
+
+
+def run_seedx_request(model, request: dict, default_steps: int) -> tuple[str | None, list, list]:
+    """A request to SEED-X: its options are `steps`, `seed` and `max_new_tokens` (greedy decoding, as official)."""
+    from ..models.seedx import boxes_of, check_picture
+
+    given = dict(request.get("options") or {})
+    if not isinstance(request.get("options") or {}, dict):
+        raise RequestError("options is a JSON object")
+    steps, seed = given.pop("steps", default_steps), given.pop("seed", 0)
+    limit = {"max_new_tokens": given.pop("max_new_tokens")} if "max_new_tokens" in given else {}
+    if given:
+        raise RequestError(f"bad options: SEED-X takes steps, seed and max_new_tokens, not {', '.join(sorted(given))}")
+    for name, value in (("steps", steps), ("seed", seed), *limit.items()):
+        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "seed" else 1):
+            raise RequestError(f"bad options: {name} must be an integer >= {0 if name == 'seed' else 1}, got {value!r}")
+    task = request["task"]
+    if task == "chat":
+        messages = request.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise RequestError("task 'chat' needs \"messages\": a list of {\"role\", \"content\"}")
+        reply = model.chat(messages, steps=steps, seed=seed, **limit)
+        return reply.text, reply.images, reply.boxes
+    if task in ("generate", "edit"):
+        pictures = model.generate([_text(request)], steps, seed, **limit) if task == "generate" else \
+            model.edit([_image(request)], [_text(request)], steps, seed, **limit)
+        if pictures[0] is None:
+            raise RequestError("no picture came out")
+        return None, pictures, []
+    picture = check_picture(_image(request), model.config)
+    if task == "caption":
+        text = model.caption([picture], **limit)[0]
+    elif task == "ask":
+        text = model.ask([picture], [_text(request)], **limit)[0]
+    else:
+        text = model.ground([picture], [_text(request)], **limit)[0][0]
+    return text, [], boxes_of(text, picture)
+
+
+def run_code_lm_request(llm, request: dict, default_steps: int) -> tuple[str | None, list]:
+    task = request["task"]
     options, steps = _options(request, default_steps)
     seed = options.seed if options.seed is not None else 0
     if task == "caption":
@@ -114,7 +162,9 @@ def run_batch(llm, lines: list[str], out_dir: Path, steps: int = 25, progress: b
             try:
                 request = parse_request(line)
                 result["id"] = str(request["id"]) if request.get("id") is not None else f"line{n}"
-                text, images = run_request(llm, request, steps)
+                text, images, boxes = run_request(llm, request, steps)
+                if boxes:
+                    result["boxes"] = boxes
                 result["text"] = text
                 result["images"] = save_images(images, out_dir / _file_stem(result["id"], n))
             except Exception as e:  # noqa: BLE001 — one failing request must not sink the others

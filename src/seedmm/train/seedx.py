@@ -1,0 +1,159 @@
+"""SEED-X at shapes-world scale (`seedmm train seedx --stage pretrain|sft`).
+
+    data      world records of every SEED-X task, each picture through the frozen ViT once
+              (data/seedx_world.py)
+    pretrain  a LlamaForCausalLM from scratch (no LLaMA-2 can be downloaded) with a BPE on the world's
+              sentences + SEED-X's 330 tokens, and both resamplers and the tile positions; the
+              pretrained SEED-X's layouts: picture → caption, caption → drawing, interleaved
+              stories, phrase → box and box → phrase on 64-px and any-res scenes, any-res counting
+                                                                                  → OUT/pretrain
+    sft       SEED-X-I: the same model, every weight trained (at the tiny size there is nothing to
+              save by LoRA; at full size the official LoRA r 32 / α 32 over q/k/v/o/gate/up/down with
+              embeddings, head, norms and the agent trainable), on conversations in the official
+              `[INST] … [/INST]\\n` template: VQA, captions, grounding, referring, any-res counting
+              and grounding, text-to-image, editing, and draw-then-edit conversations  → OUT/sft
+Loss 1·LM + 6·MSE (official). Batch s of a stage is a pure function of (seed, stage, s).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import LlamaForCausalLM
+
+from ..atomic import save_directory_atomically
+from ..data.seedx_world import (
+    SOURCE,
+    conversation,
+    has_case,
+    plain,
+    world_cases,
+    world_texts,
+)
+from ..models.seedx import SeedX, ShapesVision, llm_config, tiny_config
+from ..models.seedx_agent import SeedXAgent
+from ..models.seedx_layout import SeedXTokenizer, collate, lay_out
+from ..models.vocabulary import train_text_tokenizer
+from .loop import LoopConfig, train
+from .mixture import Mixture
+
+PRETRAIN_WEIGHTS = {"caption": 0.15, "t2i": 0.2, "story": 0.1, "ground": 0.15, "refer": 0.05, "anyres_count": 0.15,
+                    "anyres_ground": 0.15, "anyres_refer": 0.05}
+SFT_WEIGHTS = {"caption": 0.07, "vqa": 0.15, "t2i": 0.1, "edit": 0.12, "multiturn": 0.1, "ground": 0.1, "refer": 0.04,
+               "anyres_count": 0.15, "anyres_ground": 0.13, "anyres_refer": 0.04}
+
+
+@dataclass
+class SeedXRecipe:
+    records: dict = field(default_factory=lambda: {"caption": 3000, "vqa": 2000, "edit": 2000, "story": 1000,
+                                                   "ground": 2000, "anyres": 3000})
+    val_records: int = 16  # per task, for the validation loss
+    batch_tokens: int = 3072
+    text_vocab_size: int = 384
+    pretrain: LoopConfig = field(default_factory=lambda: LoopConfig(steps=900, lr=2e-3, warmup=50, eval_every=300, save_every=300))
+    sft: LoopConfig = field(default_factory=lambda: LoopConfig(steps=700, lr=1e-3, warmup=30, eval_every=350, save_every=350))
+    seed: int = 0
+
+
+class CasePools:
+    """Featurized world cases by record task, for one split."""
+
+    def __init__(self, model: SeedX, counts: dict[str, int], split: str, seed: int):
+        self.by_record = {task: world_cases(model, task, split, n, seed) for task, n in counts.items()}
+
+    def usable(self, task: str) -> list:
+        return [c for c in self.by_record[SOURCE[task]] if has_case(task, c)]
+
+
+def task_mixture(model: SeedX, pools: CasePools, weights: dict, recipe: SeedXRecipe, stage: str) -> Mixture:
+    layout = plain if stage == "pretrain" else conversation
+    usable = {task: pools.usable(task) for task in weights}
+
+    def make(task: str, index: int, rng: random.Random):
+        seq = lay_out(model.tokenizer, layout(task, usable[task][index], rng))
+        return seq.ids, seq
+
+    return Mixture(make, {t: len(c) for t, c in usable.items()}, weights, recipe.batch_tokens,
+                   model.tokenizer.pad_id, f"seedx/{recipe.seed}/{stage}", mixed=True)
+
+
+def batches(model: SeedX, mixture: Mixture):
+    def batch(step: int) -> dict:
+        _, items = mixture.draw(step)
+        return collate([seq for _, seq in items], model.tokenizer.pad_id)
+
+    return batch
+
+
+def new_tiny_model(clip, recipe: SeedXRecipe) -> SeedX:
+    """A fresh tiny SEED-X: BPE on the world's sentences + the 330 SEED-X tokens, LLaMA from scratch."""
+    config = tiny_config()
+    text = train_text_tokenizer(world_texts(recipe.seed), recipe.text_vocab_size)
+    tok = SeedXTokenizer(text, config.agent.num_queries)
+    llm = LlamaForCausalLM(llm_config("shapes-tiny", len(tok), bos_token_id=tok.bos_id, eos_token_id=tok.eos_id,
+                                      pad_token_id=tok.pad_id))
+    init_location_rows(llm, tok)
+    return SeedX(config, llm, SeedXAgent(config.agent), tok, ShapesVision(clip))
+
+
+@torch.no_grad()
+def init_location_rows(llm: LlamaForCausalLM, tok: SeedXTokenizer) -> None:
+    """Beyond official: the 224 `<loc-k>` rows (input and output) start as a sin-cos code of k at
+    the embedding's scale, so neighbouring bins start alike and a near miss is learned as near
+    (random rows make the 224 bins unrelated classes)."""
+    from ..models.resampler import sincos_1d
+    from ..models.seedx_layout import N_LOC
+
+    rows = slice(tok.loc_offset, tok.loc_offset + N_LOC)
+    for table in (llm.get_input_embeddings().weight, llm.get_output_embeddings().weight):
+        code = sincos_1d(table.shape[1], torch.arange(N_LOC) / 4).float()
+        table[rows] = code * table.std() * 2 ** 0.5 + table[rows].mean(0)
+
+
+def run_stage(out: Path, model: SeedX, recipe: SeedXRecipe, stage: str, progress: bool) -> None:
+    weights, loop = (PRETRAIN_WEIGHTS, recipe.pretrain) if stage == "pretrain" else (SFT_WEIGHTS, recipe.sft)
+    counts = {SOURCE[t]: recipe.records[SOURCE[t]] for t in weights}
+    pools = CasePools(model, counts, "train", recipe.seed)
+    val_pools = CasePools(model, {t: recipe.val_records for t in counts}, "val", recipe.seed)
+    mixture = task_mixture(model, pools, weights, recipe, stage)
+    val_mixture = task_mixture(model, val_pools, weights, recipe, stage)
+    val_batches = [batches(model, val_mixture)(s) for s in range(4)]
+    next_batch = batches(model, mixture)
+    model.vision.eval()
+
+    def loss_fn(step: int):
+        return model.loss(next_batch(step))
+
+    def validate() -> dict:
+        losses = [model.loss(b)[1] for b in val_batches]
+        return {f"val_{k}": sum(x[k] for x in losses) / len(losses) for k in losses[0]}
+
+    train(f"seedx-{stage}", model, loss_fn, loop, out / f"checkpoints-{stage}", validate, progress)
+
+
+def train_seedx(out: str | Path, stage: str, clip_dir: str | Path, detokenizer_dir: str | Path,
+                init: str | Path | None = None, recipe: SeedXRecipe | None = None, progress: bool = True) -> Path:
+    """Train one stage; returns OUT/pretrain or OUT/sft. `init`: the model SFT starts from (default
+    OUT/pretrain)."""
+    from ..models.clip import ShapesClip
+
+    recipe, out = recipe or SeedXRecipe(), Path(out)
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    torch.manual_seed(recipe.seed)
+    if stage == "pretrain":
+        model = new_tiny_model(ShapesClip.from_pretrained(clip_dir), recipe)
+        model.config.instruction_tuned = False
+    elif stage == "sft":
+        model = SeedX.from_pretrained(init or out / "pretrain")
+        model.config.instruction_tuned = True
+    else:
+        raise ValueError(f"a SEED-X stage is pretrain or sft, not {stage!r}")
+    model.vision.requires_grad_(False)
+    run_stage(out, model, recipe, stage, progress)
+    target = out / stage
+    save_directory_atomically(target, lambda d: model.save_pretrained(d, vision_dir=clip_dir,
+                                                                      detokenizer_dir=detokenizer_dir))
+    return target
