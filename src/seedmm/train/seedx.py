@@ -96,7 +96,20 @@ def new_tiny_model(clip, recipe: SeedXRecipe) -> SeedX:
     llm = LlamaForCausalLM(llm_config("shapes-tiny", len(tok), bos_token_id=tok.bos_id, eos_token_id=tok.eos_id,
                                       pad_token_id=tok.pad_id))
     init_location_rows(llm, tok)
-    return SeedX(config, llm, SeedXAgent(config.agent), tok, ShapesVision(clip))
+    agent = SeedXAgent(config.agent)
+    init_local_attention(agent)
+    return SeedX(config, llm, agent, tok, ShapesVision(clip))
+
+
+@torch.no_grad()
+def init_local_attention(agent: SeedXAgent) -> None:
+    """Beyond official: both resamplers' query and key projections start as the identity, so the
+    sin-cos positions in the queries and keys meet unscrambled and each query starts attending to
+    the tokens of its own region (random projections start every query on the mean of the picture).
+    Measured on captions alone, 120 steps: validation LM loss 0.446 against 0.518 (docs/seedx.md)."""
+    for resampler in (agent.input_resampler, agent.output_resampler):
+        d = resampler.attn.embed_dim
+        resampler.attn.in_proj_weight[:2 * d] = torch.eye(d).repeat(2, 1)
 
 
 @torch.no_grad()
