@@ -14,7 +14,7 @@ from pathlib import Path
 from .checkpoints import TEXT_TO_IMAGE_CANDIDATE_TOP_P, TEXT_TO_IMAGE_GUIDANCE, TEXT_TO_IMAGE_RERANK
 from .report import img_tag, write_html
 from .world import render, tasks as T
-from .world.judge import exact_match, read_scene
+from .world.judge import exact_match, parse_caption, read_scene
 from .world.scene import WorldError
 from .world.text import caption, paraphrase_caption
 
@@ -171,12 +171,60 @@ def seedx_detokenizer_section(seed: int) -> tuple[str, str]:
                     negative_features=negative, num_inference_steps=10,
                     generator=torch.Generator().manual_seed(seed)).images
     parts.append("<p>Stage 2: source → target → the editing de-tokenizer's drawing from the target's features and "
-                 "the source picture (the MLLM of SEED-X part 2 will supply the features).</p>")
+                 "the source picture (SEED-X-I supplies the features in the next section).</p>")
     for record, source, target, image in zip(records, sources, targets, edited):
         read = read_scene(image)
         parts.append(_figure([source, target, image], f"<b>{e(record.meta['instruction'])}</b><br>"
                                                       f"{_reading(read)} {_mark(exact_match(record.scenes[1], read))}"))
     return "SEED-X de-tokenizers: continuous features back to pictures, and edits", "\n".join(parts)
+
+
+def seedx_section(seed: int) -> tuple[str, str]:
+    """SEED-X-I: boxes on an any-resolution scene, a drawing, an edit and a short conversation."""
+    from diffusers.utils import logging as diffusers_logging
+
+    from .checkpoints import shipped
+    from .data.world_samples import make_record
+    from .models.seedx import SeedX, draw_boxes
+
+    diffusers_logging.disable_progress_bar()
+    model, e = SeedX.from_pretrained(shipped("seedx")), html.escape
+    parts = []
+    record = next(r for r in (make_record("anyres", "test", i, seed) for i in range(50)) if len(r.meta["boxes"]) >= 2)
+    scene = record.scenes[0]
+    image = render(scene)
+    asked = record.meta["boxes"][:3]
+    answers = model.ground([image] * len(asked), [b["question"] for b in asked])
+    boxes = [bs[0] for _, bs in answers if bs]
+    count = record.meta["counts"][0]
+    counted = model.ask([image], [count["question"]])[0]
+    lines = [f"{e(b['question'])} → {[round(v) for v in bs[0]] if bs else e(t)} (true {b['box']})"
+             for b, (t, bs) in zip(asked, answers)]
+    parts.append(_figure([draw_boxes(image, boxes)],
+                         f"<b>any-resolution scene {scene.width}×{scene.height}</b>, the model's boxes drawn<br>"
+                         + "<br>".join(lines) + f"<br>{e(count['question'])} → {e(counted)} (true {count['answer']})"))
+    prompt = "a large red circle in the top left and a small blue square in the bottom right"
+    (drawn,) = model.generate([prompt], steps=10, seed=seed)
+    if drawn is not None:
+        read = read_scene(drawn)
+        parts.append(_figure([drawn], f"<b>{e(prompt)}</b><br>{_reading(read)} "
+                                      f"{_mark(exact_match(parse_caption(prompt), read))}"))
+    edit = make_record("edit", "test", 1, seed)
+    source = render(edit.scenes[0])
+    (edited,) = model.edit([source], [edit.meta["instruction"]], steps=10, seed=seed)
+    if edited is not None:
+        read = read_scene(edited)
+        parts.append(_figure([source, edited], f"<b>{e(edit.meta['instruction'])}</b><br>{_reading(read)} "
+                                               f"{_mark(exact_match(edit.scenes[1], read))}"))
+    talk = [{"role": "user", "content": [{"image": image}, "how many objects are there?"]}]
+    reply = model.chat(talk, steps=10, seed=seed)
+    talk = reply.history + [{"role": "user", "content": "where is the " + record.meta["boxes"][0]["object"]
+                                                        + "? answer with a box."}]
+    second = model.chat(talk, steps=10, seed=seed)
+    parts.append("<p><b>Conversation</b> (the scene above): user: how many objects are there? → "
+                 f"{e(reply.text)} (true {len(scene.objects)}); user: {e(talk[-1]['content'])} → "
+                 f"{e(second.text)} {second.boxes}</p>")
+    return "SEED-X-I: any resolution, boxes, drawing and editing by feature regression", "\n".join(parts)
 
 
 def llm_section(seed: int) -> tuple[str, str]:
@@ -274,7 +322,8 @@ def _judged_on_the_picture_shown(shown, expected, is_right, label: str) -> str:
 
 
 SECTIONS: list[Callable[[int], tuple[str, str]]] = [world_section, tokenizer_section, detokenizer_section,
-                                                    seedx_detokenizer_section, llm_section, chat_section]
+                                                    seedx_detokenizer_section, seedx_section, llm_section,
+                                                    chat_section]
 
 
 def run_demo(out: str | Path, seed: int = 0) -> Path:

@@ -314,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "counting, grounding, referring, text-to-image, edits, 3-turn drawing")
     ex.add_argument("--llm", help="SEED-X directory (default: the shipped SEED-X-I)")
     ex.add_argument("--n", type=at_least_one, default=100, help="held-out cases per task (default 100)")
+    ex.add_argument("--seed-llama", help="the SEED-LLaMA-I judged beside it on the shared tasks (default: shipped)")
+    ex.add_argument("--no-seed-llama", action="store_true", help="SEED-X-I alone")
     ex.add_argument("--steps", type=at_least_one, default=25, help="de-tokenizer sampling steps (default 25)")
     ex.add_argument("--seed", type=int, default=0)
     ex.add_argument("--json", action="store_true")

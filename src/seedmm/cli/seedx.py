@@ -29,12 +29,22 @@ def cmd_train_seedx(args) -> None:
 
 def load_seedx(args):
     """The SEED-X of `--llm` (default: the shipped SEED-X-I), or a UsageError naming what is wrong."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    from ..models.persistence import load_error_line
     from ..models.seedx import InputError, SeedX
 
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    directory = given_or_shipped(args.llm, "seedx")
     try:
-        return SeedX.from_pretrained(given_or_shipped(args.llm, "seedx/sft"))
-    except (InputError, FileNotFoundError, OSError, ValueError) as e:
-        raise UsageError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+        model = SeedX.from_pretrained(directory)
+    except (InputError, FileNotFoundError) as e:
+        raise UsageError(str(e)) from None
+    except Exception as e:  # noqa: BLE001 — a damaged directory is one line, whatever transformers raises
+        raise UsageError(f"{directory}: {load_error_line(e)}") from None
+    return model
 
 
 def answering(fn):
@@ -127,28 +137,29 @@ def cmd_edit_seedx(args) -> None:
 
 
 def cmd_chat_seedx(args) -> None:
-    """A terminal chat: type text; `/image PATH` attaches a picture to your next message."""
+    """`seedmm chat --model seed-x`: as `seedmm chat` (a word `@PATH` attaches a picture, `/reset`,
+    `/quit`); the assistant's pictures are saved under --out-dir, its boxes printed in pixels."""
+    from ..serve.chat import user_message
+
     model = load_seedx(args)
     out_dir = Path(args.out_dir)
-    messages, attached, k = [], [], 0
-    print("SEED-X-I chat. /image PATH attaches a picture, /quit ends.")
+    messages, k = [], 0
+    print("SEED-X-I chat: @PATH attaches a picture, /reset clears, /quit leaves")
     for line in sys.stdin:
         line = line.strip()
         if line in ("/quit", "/exit"):
             break
-        if line.startswith("/image "):
-            attached.append({"image": line[7:].strip()})
+        if line == "/reset":
+            messages = []
             continue
         if not line:
             continue
         try:
-            reply = model.chat(messages + [{"role": "user", "content": [*attached, line]}], steps=args.steps,
-                               seed=args.seed)
+            reply = model.chat(messages + [user_message(line)], steps=args.steps, seed=args.seed)
         except ValueError as e:
             print(f"seedmm: error: {e}", file=sys.stderr)
-            attached = []
             continue
-        messages, attached = reply.history, []
+        messages = reply.history
         paths = []
         for picture in reply.images:
             k += 1
@@ -157,9 +168,13 @@ def cmd_chat_seedx(args) -> None:
         print("assistant:", reply.text, *(str(p) for p in paths), *(f"box {b}" for b in reply.boxes))
 
 
-
 def cmd_eval_seedx(args) -> None:
     from ..eval.seedx import evaluate_seedx, format_table
 
-    report = evaluate_seedx(load_seedx(args), n=args.n, seed=args.seed, steps=args.steps)
+    from argparse import Namespace
+
+    from .common import load_llm
+
+    seed_llama = None if args.no_seed_llama else load_llm(Namespace(model="seed-llama", llm=args.seed_llama), "llm-sft")
+    report = evaluate_seedx(load_seedx(args), n=args.n, seed=args.seed, steps=args.steps, seed_llama=seed_llama)
     print(json.dumps(report, indent=2) if args.json else format_table(report))

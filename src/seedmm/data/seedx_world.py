@@ -73,7 +73,8 @@ def world_cases(model, record_task: str, split: str, n: int, seed: int) -> list[
     return cases
 
 
-def _object_phrase(box: dict, scene) -> str:
+def object_phrase(box: dict, scene) -> str:
+    """What a referring question about the box answers: the boxed object's size, colour and shape."""
     obj = next(o for o in scene.objects if list(o.bbox) == box["box"])
     return f"a {obj.size} {obj.colour} {obj.shape}"
 
@@ -104,7 +105,7 @@ def turns_for(task: str, case: Case, rng: random.Random) -> list[tuple[str, list
         return [("user", [v[0], b["question"]]), ("assistant", [b["answer"]])]
     if task in ("refer", "anyres_refer"):
         b = _pick_box(case, rng)
-        return [("user", [v[0], REFER.format(box=b["answer"])]), ("assistant", [_object_phrase(b, case.scenes[0])])]
+        return [("user", [v[0], REFER.format(box=b["answer"])]), ("assistant", [object_phrase(b, case.scenes[0])])]
     if task == "anyres_count":
         c = rng.choice(m["counts"])
         return [("user", [v[0], c["question"]]), ("assistant", [c["answer"]])]
@@ -132,7 +133,7 @@ def plain(task: str, case: Case, rng: random.Random):
         return plain_items([v[0], f"the {b['object']}", b["answer"]], answer_from=2)
     if task in ("refer", "anyres_refer"):
         b = _pick_box(case, rng)
-        return plain_items([v[0], b["answer"], _object_phrase(b, case.scenes[0])], answer_from=2)
+        return plain_items([v[0], b["answer"], object_phrase(b, case.scenes[0])], answer_from=2)
     if task == "anyres_count":
         c = rng.choice(m["counts"])
         return plain_items([v[0], c["question"], c["answer"]], answer_from=2)

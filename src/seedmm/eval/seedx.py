@@ -23,7 +23,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..data.seedx_world import GENERATE_PREFIX, REFER
+from ..data.seedx_world import GENERATE_PREFIX, REFER, object_phrase
 from ..data.world_samples import make_record
 from ..models.anyres import GRIDS
 from ..serve.batch import run_batch
@@ -71,9 +71,8 @@ def requests_for(n: int, seed: int, image_dir: Path) -> tuple[list[dict], dict]:
         image = picture(f"ground-{k}", r.scenes[0])
         add(f"ground-{k}", {"task": "ground", "image": image, "question": b["question"]},
             {"task": "ground", "box": b["box"]})
-        obj = next(o for o in r.scenes[0].objects if list(o.bbox) == b["box"])
         add(f"refer-{k}", {"task": "ask", "image": image, "question": REFER.format(box=b["answer"])},
-            {"task": "refer", "answer": f"a {obj.size} {obj.colour} {obj.shape}"})
+            {"task": "refer", "answer": object_phrase(b, r.scenes[0])})
     anyres = test_records("anyres", n, seed, keep=lambda r: bool(r.meta["boxes"]))
     for k, r in enumerate(anyres):
         image = picture(f"anyres-{k}", r.scenes[0])
@@ -138,14 +137,27 @@ def unseen_grid_counts(model, n: int, seed: int) -> dict:
     return scores
 
 
-def evaluate_seedx(model, n: int = 100, seed: int = 0, steps: int = 25, progress: bool = False) -> dict:
+# The requests SEED-LLaMA-I can take as they are (64-px pictures; its own prompt templates inside).
+SHARED_TASKS = ("caption", "vqa", "t2i", "edit")
+
+
+def batch_verdicts(model, lines: list[dict], truth: dict, steps: int, progress: bool) -> tuple[dict, list]:
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        (tmp / "in").mkdir()
-        lines, truth = requests_for(n, seed, tmp / "in")
-        run_batch(model, [json.dumps(line) for line in lines], tmp, steps=steps, progress=progress)
-        results = [json.loads(line) for line in (tmp / "results.jsonl").read_text().splitlines()]
-        verdicts = {r["id"]: judge(r, truth[r["id"]]) for r in results}
+        run_batch(model, [json.dumps(line) for line in lines], Path(tmp), steps=steps, progress=progress)
+        results = [json.loads(line) for line in (Path(tmp) / "results.jsonl").read_text().splitlines()]
+        return {r["id"]: judge(r, truth[r["id"]]) for r in results}, results
+
+
+def evaluate_seedx(model, n: int = 100, seed: int = 0, steps: int = 25, progress: bool = False,
+                   seed_llama=None) -> dict:
+    """SEED-X's report; with `seed_llama` (SEED-LLaMA-I) also its rates on the same requests of the
+    tasks both models take (`seed_llama_*`)."""
+    with tempfile.TemporaryDirectory() as images:
+        lines, truth = requests_for(n, seed, Path(images))
+        verdicts, results = batch_verdicts(model, lines, truth, steps, progress)
+        if seed_llama is not None:
+            shared = [line for line in lines if truth[line["id"]]["task"] in SHARED_TASKS]
+            theirs, _ = batch_verdicts(seed_llama, shared, truth, steps, progress)
     out: dict = {}
     for rid, v in verdicts.items():
         task = truth[rid]["task"]
@@ -158,6 +170,10 @@ def evaluate_seedx(model, n: int = 100, seed: int = 0, steps: int = 25, progress
             vs = [v for v in out["three_turn"] if v["turn"] == turn]
             report[f"three_turn_{turn + 1}"] = 100 * sum(v["ok"] for v in vs) / len(vs)
     report.update({f"count_{k}": v for k, v in unseen_grid_counts(model, n // 2, seed).items()})
+    if seed_llama is not None:
+        for task in SHARED_TASKS:
+            vs = [v for rid, v in theirs.items() if truth[rid]["task"] == task]
+            report[f"seed_llama_{task}"] = 100 * sum(v["ok"] for v in vs) / len(vs)
     report["n"] = n
     report["errors"] = sum(1 for r in results if r.get("error"))
     report["first_errors"] = [r["error"] for r in results if r.get("error")][:3]
@@ -176,7 +192,14 @@ ROWS = [("caption", "caption: exact scene (64 px)"), ("vqa", "VQA accuracy (64 p
 
 def format_table(report: dict) -> str:
     lines = [f"SEED-X-I on held-out world cases (n {report['n']} per task, through seedmm batch)", ""]
-    lines += [f"{label:<60} {report[key]:6.1f}%" for key, label in ROWS if key in report]
+    both = "seed_llama_caption" in report
+    if both:
+        lines += [f"{'':<60} {'SEED-X-I':>8} {'SEED-LLaMA-I':>13}"]
+    for key, label in ROWS:
+        if key in report:
+            theirs = report.get(f"seed_llama_{key}")
+            lines.append(f"{label:<60} {report[key]:7.1f}%" + (f" {theirs:12.1f}%" if theirs is not None else
+                                                                 (f" {'—':>13}" if both else "")))
     lines += [f"{report['errors']} requests failed" + (": " + "; ".join(report["first_errors"]) if report["errors"] else "")]
     return "\n".join(lines)
 

@@ -212,7 +212,9 @@ class SeedX(nn.Module):
             from .seedx_detokenizer import SeedXDetokenizerPipeline
 
             root = self.part_path(self.config.detokenizer, "seedx-detokenizer")
-            self._detokenizers[stage] = SeedXDetokenizerPipeline.from_pretrained(str(root / f"stage{stage}"))
+            pipe = SeedXDetokenizerPipeline.from_pretrained(str(root / f"stage{stage}"))
+            pipe.set_progress_bar_config(disable=True)  # one bar per drawing is noise in a batch
+            self._detokenizers[stage] = pipe
         return self._detokenizers[stage]
 
     def part_path(self, recorded: str | None, shipped_name: str) -> Path:
