@@ -216,12 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
                       "resumes; world/ and codes/ data are made once", cmd_train_llm)
     tl.add_argument("--tokenizer", help="frozen image tokenizer (default: shipped)")
     tl.add_argument("--detokenizer", help="de-tokenizer the saved LLM draws with (default: shipped)")
+    run_args(tl)
 
     to = train_parser("seed-opt", "SEED-OPT: text OPT from scratch, frozen; LoRA stage 1 (image → text) and stage 2 "
                       "(image → text and text → image)", "resumes; world/ and codes/ data are made once",
                       cmd_train_seed_opt)
     to.add_argument("--tokenizer", help="frozen image tokenizer (default: shipped)")
     to.add_argument("--detokenizer", help="the v1 de-tokenizer the saved model draws with (default: shipped)")
+    run_args(to)
 
     tsx = train_parser("seedx", "SEED-X: pretraining (captions, drawing, stories, boxes, any-res counting), then "
                        "SEED-X-I instruction tuning", "resumes; OUT/pretrain, then OUT/sft", cmd_train_seedx)
@@ -230,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     tsx.add_argument("--clip", help="the frozen ViT (default: the shipped shapes CLIP)")
     tsx.add_argument("--detokenizer", help="the SEED-X de-tokenizers the model draws with (default: shipped)")
     tsx.add_argument("--steps", type=at_least_one, help="steps of the stage (default: the recipe's)")
+    run_args(tsx)
 
     ts = train_parser("sft", "SEED-LLaMA-I: instruction tuning on every world task (adapter over the LLM)",
                       "resumes; world/ and codes/ data are made once", cmd_train_sft)
@@ -250,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--llm", help="pretrained SEED-LLaMA to tune (default: shipped)")
     ts.add_argument("--tokenizer", help="frozen image tokenizer (default: the one the LLM was trained on; "
                                         "another is refused)")
+    run_args(ts)
 
     rc = sub.add_parser("reconstruct", help="image → 32 codes → image (SEED), or → ViT features → image (SEED-X)")
     rc.add_argument("images", nargs="+", help="image files")
@@ -370,11 +374,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def run_args(parser) -> None:
+    """How an LLM stage runs: under `torchrun --nproc_per_node N -m seedmm train …` data-parallel
+    (DDP, or FSDP2 with --fsdp), on a device, in bf16, with gradient checkpointing (train/loop.py)."""
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="cpu (default) or cuda (under torchrun: cuda:LOCAL_RANK)")
+    parser.add_argument("--fsdp", action="store_true",
+                        help="under torchrun: FSDP2 (each decoder layer sharded) instead of DDP")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (for GPUs; CPU works, slowly)")
+    parser.add_argument("--grad-checkpointing", action="store_true",
+                        help="recompute the transformer layers' activations in backward (less memory)")
+
+
 def keeping(func):
-    """A training command with `--keep K` passed to the loop's checkpointing (train/checkpoint.py)."""
+    """A training command with `--keep K` passed to the loop's checkpointing (train/checkpoint.py), and
+    --device/--fsdp/--bf16/--grad-checkpointing to the loop of every stage it runs."""
     def run(args):
         if args.keep is not None:
             os.environ["SEEDMM_KEEP_CHECKPOINTS"] = str(args.keep)
+        if hasattr(args, "fsdp"):
+            from ..train.loop import RunConfig, set_run_config
+
+            set_run_config(RunConfig(device=args.device, fsdp=args.fsdp, bf16=args.bf16,
+                                     grad_checkpointing=args.grad_checkpointing))
         return func(args)
     return run
 

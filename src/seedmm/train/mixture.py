@@ -14,6 +14,7 @@ import torch
 from torch.nn import functional as F
 
 from ..data.sequences import pad_batch
+from .distributed import current
 
 # The paper's LoRA targets: every projection of attention and MLP.
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -58,7 +59,8 @@ class Mixture:
     def __call__(self, step: int) -> dict[str, torch.Tensor]:
         kinds, items = self.draw(step)
         batch = pad_batch(items, self.pad_id)
-        return task_balanced(batch, kinds, self.weights) if self.mixed else batch
+        batch = task_balanced(batch, kinds, self.weights) if self.mixed else batch
+        return current().shard_batch(batch)  # under torchrun: this rank's rows (train/distributed.py)
 
 
 def task_balanced(batch: dict[str, torch.Tensor], kinds: list[str], weights: dict[str, float]) -> dict[str, torch.Tensor]:

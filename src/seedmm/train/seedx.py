@@ -37,6 +37,7 @@ from ..models.seedx import SeedX, ShapesVision, llm_config, tiny_config
 from ..models.seedx_agent import SeedXAgent
 from ..models.seedx_layout import SeedXTokenizer, collate, lay_out
 from ..models.vocabulary import train_text_tokenizer
+from .distributed import current
 from .loop import LoopConfig, train
 from .mixture import Mixture
 
@@ -83,7 +84,11 @@ def task_mixture(model: SeedX, pools: CasePools, weights: dict, recipe: SeedXRec
 def batches(model: SeedX, mixture: Mixture):
     def batch(step: int) -> dict:
         _, items = mixture.draw(step)
-        return collate([seq for _, seq in items], model.tokenizer.pad_id)
+        seqs = [seq for _, seq in items]
+        d = current()  # under torchrun: this rank's rows, its share counted in next-token labels
+        if d.sharding:
+            seqs = d.shard(seqs, [sum(label != -100 for label in s.labels[1:]) for s in seqs])
+        return d.to_device(collate(seqs, model.tokenizer.pad_id))
 
     return batch
 
