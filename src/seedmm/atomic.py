@@ -29,20 +29,8 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
 
 def save_directory_atomically(directory: Path, write: Callable[[Path], None]) -> Path:
     """A whole output directory (a `save_pretrained` pipeline): written under a temporary name, then
-    swapped in, so a later stage never opens half of one. Under torchrun only rank 0 writes; every
-    rank returns once the directory is in place."""
-    from .train.distributed import current
-
+    swapped in, so a later stage never opens half of one."""
     directory = Path(directory)
-    if not current().is_main:
-        current().barrier()  # rank 0's barrier below: the directory is in place
-        return directory
-    _write_directory(directory, write)
-    current().barrier()
-    return directory
-
-
-def _write_directory(directory: Path, write: Callable[[Path], None]) -> None:
     for leftover in directory.parent.glob(f".{directory.name}.*-*"):  # of a write killed before this one
         shutil.rmtree(leftover, ignore_errors=True)
     tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
@@ -56,3 +44,4 @@ def _write_directory(directory: Path, write: Callable[[Path], None]) -> None:
     os.rename(tmp, directory)
     shutil.rmtree(old, ignore_errors=True)
     fsync(directory.parent)
+    return directory
