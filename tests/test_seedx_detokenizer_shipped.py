@@ -11,7 +11,12 @@ from seedmm.cli import main
 from seedmm.eval.retrieval import held_out_pairs
 from seedmm.eval.seedx_detokenizer import evaluate_stage1, evaluate_stage2
 from seedmm.models.clip import ShapesClip
-from seedmm.models.seedx_detokenizer import SeedXDetokenizerPipeline, new_resampler, new_sdxl_style_unet, widen_conv_in
+from seedmm.models.seedx_detokenizer import (
+    SeedXDetokenizerPipeline,
+    new_resampler,
+    new_sdxl_style_unet,
+    widen_conv_in,
+)
 from seedmm.world import render
 from seedmm.world.judge import exact_match, read_scene
 
@@ -33,6 +38,22 @@ def test_stage1_reconstructs_held_out_scenes(parts):
     assert stages[1].stage == 1 and stages[2].stage == 2 and stages[1].latent_prior is not None
     result = evaluate_stage1(stages[1], clip, n=100, steps=10, seed=1)
     assert result["exact_scene"] >= STAGE1_BAR, result
+
+
+def test_stage2_stores_only_what_it_does_not_share_with_stage1(parts, tmp_path):
+    """Stage 2's frozen VAE and latent prior are stage 1's, stored once (stage1_parts.json names them)."""
+    stages, _ = parts
+    assert not (shipped("seedx-detokenizer/stage2") / "vae").exists()
+    assert stages[2].vae is not None and stages[2].latent_prior is not None
+    for name in ("vae", "latent_prior"):
+        ours, theirs = getattr(stages[2], name).state_dict(), getattr(stages[1], name).state_dict()
+        assert all(ours[k].equal(theirs[k]) for k in theirs)
+    # Saved again beside another stage 1, it names that one's parts and reloads whole.
+    stages[1].save_pretrained(tmp_path / "stage1")
+    stages[2].save_pretrained(tmp_path / "stage2", stage1_dir=tmp_path / "stage1")
+    again = SeedXDetokenizerPipeline.from_pretrained(tmp_path / "stage2")
+    assert again.stage == 2 and not (tmp_path / "stage2" / "latent_prior").exists()
+    assert torch.equal(again.vae.decoder.conv_out.weight, stages[1].vae.decoder.conv_out.weight)
 
 
 def test_stage2_edits_from_true_target_features(parts):

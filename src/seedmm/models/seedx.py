@@ -14,6 +14,7 @@ shapes CLIP's ViT (64 px, 64 patch tokens × 128) and draws with the shipped SEE
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -320,14 +321,17 @@ class SeedX(nn.Module):
 
     # ------------------------------------------------------------ persistence
     def save_pretrained(self, directory: str | Path, vision_dir: str | Path | None = None,
-                        detokenizer_dir: str | Path | None = None) -> None:
-        from safetensors.torch import save_model
+                        detokenizer_dir: str | Path | None = None, dtype: torch.dtype | None = None) -> None:
+        """`dtype`: store the LLM and the agent in it (fp16 halves the bytes; `from_pretrained` loads
+        fp32 whatever is stored); the model in hand stays as it is."""
+        from safetensors.torch import save_file
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.llm.save_pretrained(directory / "llm")
+        (self.llm if dtype is None else copy.deepcopy(self.llm).to(dtype)).save_pretrained(directory / "llm")
         self.tokenizer.save_pretrained(directory / "llm")
-        save_model(self.agent, str(directory / "agent.safetensors"))
+        agent = {k: v if dtype is None else v.to(dtype) for k, v in self.agent.state_dict().items()}
+        save_file({k: v.contiguous() for k, v in agent.items()}, str(directory / "agent.safetensors"))
         rel = lambda p: None if p is None else os.path.relpath(Path(p).resolve(), directory.resolve())
         config = self.config.to_dict()
         if vision_dir is not None:
@@ -350,7 +354,7 @@ class SeedX(nn.Module):
         if meta.get("model") != "seed-x":
             raise InputError(f"{directory} holds a {meta.get('model', 'model of unknown kind')}, not SEED-X")
         config = SeedXConfig.from_dict(meta)
-        llm = LlamaForCausalLM.from_pretrained(directory / "llm").eval()
+        llm = LlamaForCausalLM.from_pretrained(directory / "llm", dtype=torch.float32).eval()
         tok = SeedXTokenizer.from_pretrained(directory / "llm", config.agent.num_queries)
         agent = SeedXAgent(config.agent)
         load_model(agent, str(directory / "agent.safetensors"))

@@ -25,16 +25,31 @@ Official pieces and where they sit here:
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 
 import diffusers
 import torch
-from diffusers import ConfigMixin, DiffusionPipeline, ModelMixin, UNet2DConditionModel
+from diffusers import (
+    AutoencoderKL,
+    ConfigMixin,
+    DiffusionPipeline,
+    ModelMixin,
+    UNet2DConditionModel,
+)
 from diffusers.configuration_utils import register_to_config
 from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from torch import nn
 from torch.nn import functional as F
 
-from .detokenizer import PRIOR_STRENGTH, SpatialConditioner, decode_latents, logits_to_images, prior_start
+from .detokenizer import (
+    PRIOR_STRENGTH,
+    SpatialConditioner,
+    decode_latents,
+    logits_to_images,
+    prior_start,
+)
 
 # Official sizes (both SEED-X sdxl_adapter configs); the tiny preset reads the shipped CLIP's ViT:
 # 64 px, patch 8 → 64 patch tokens of width 128, pooled ×4 → 16 tokens.
@@ -47,6 +62,9 @@ RESAMPLER_PRESETS = {
 # Default guidance of the official edit scripts (text 7.5, image 1.5); the tiny ones are measured
 # (`seedmm eval seedx-detokenizer`, docs/seedx.md).
 GUIDANCE = {"seed-x": (7.5, 1.5), "shapes-tiny": (1.0, 1.5)}
+# What a stage-2 pipeline shares with its stage 1, and the file that names where they are stored.
+STAGE1_PARTS = ("vae", "latent_prior")
+STAGE1_PARTS_FILE = "stage1_parts.json"
 
 
 def pool_tokens(features: torch.Tensor, factor: int = 4) -> torch.Tensor:
@@ -204,10 +222,15 @@ def instruct_pix2pix_guidance(text: torch.Tensor, image: torch.Tensor, uncond: t
 
 
 class SeedXDetokenizerPipeline(DiffusionPipeline):
-    """`pipe(vit_features)` (stage 1) or `pipe(vit_features, source_image_latents=…)` (stage 2) → images."""
+    """`pipe(vit_features)` (stage 1) or `pipe(vit_features, source_image_latents=…)` (stage 2) → images.
+
+    A stage-2 pipeline trains over stage 1's autoencoder and latent prior, frozen; saved with
+    `save_pretrained(DIR, stage1_dir=…)` it stores them once, in the stage-1 directory, and names
+    them in DIR/stage1_parts.json, which `from_pretrained` follows (the shipped pair is 9 MB smaller).
+    """
 
     model_cpu_offload_seq = "resampler->latent_prior->unet->vae"
-    _optional_components = ["latent_prior"]
+    _optional_components = ["vae", "latent_prior"]
 
     def __init__(self, vae, unet: UNet2DConditionModel, scheduler, resampler: ResamplerXLV2,
                  latent_prior: SpatialConditioner | None = None):
@@ -218,6 +241,31 @@ class SeedXDetokenizerPipeline(DiffusionPipeline):
     @property
     def stage(self) -> int:
         return 2 if self.unet.config.in_channels > self.unet.config.out_channels else 1
+
+    def save_pretrained(self, directory, stage1_dir=None, **kwargs) -> None:
+        """`stage1_dir`: a saved pipeline whose autoencoder and latent prior are this one's (stage 2 over
+        its stage 1); they are not stored again, only named in DIR/stage1_parts.json, relative to DIR."""
+        if stage1_dir is None:
+            return super().save_pretrained(directory, **kwargs)
+        parts = {name: getattr(self, name) for name in STAGE1_PARTS}
+        self.register_modules(**dict.fromkeys(STAGE1_PARTS))
+        try:
+            super().save_pretrained(directory, **kwargs)
+        finally:
+            self.register_modules(**parts)
+        links = {name: os.path.relpath(Path(stage1_dir) / name, directory) for name, part in parts.items()
+                 if part is not None}
+        (Path(directory) / STAGE1_PARTS_FILE).write_text(json.dumps(links, indent=2) + "\n")
+
+    @classmethod
+    def from_pretrained(cls, directory, **kwargs):
+        links = Path(directory) / STAGE1_PARTS_FILE
+        if links.is_file():
+            for name, path in json.loads(links.read_text()).items():
+                if name not in kwargs:
+                    kind = AutoencoderKL if name == "vae" else SpatialConditioner
+                    kwargs[name] = kind.from_pretrained(Path(directory) / path, use_safetensors=True)
+        return super().from_pretrained(directory, **kwargs)
 
     def check_features(self, features) -> torch.Tensor:
         c = self.resampler.config
