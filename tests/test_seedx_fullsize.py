@@ -20,6 +20,7 @@ from torch.nn import functional as F
 from seedmm.models.qwen_vit import QwenVisionTransformer, preset
 from seedmm.models.seedx_agent import SeedXAgent, SeedXAgentConfig
 from seedmm.models.seedx_convert import convert_qwen_vit_state_dict
+from seedmm.models.seedx_layout import ADDED_TOKENS
 
 ATOL = 1e-5
 TINY = preset("qwen-vit-tiny")
@@ -200,7 +201,8 @@ def tiny_llm_dir(directory):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    words = ["<unk>", "<s>", "</s>", "<img>", "</img>", *(f"<img_{i:05d}>" for i in range(4)), "a", "red", "circle"]
+    # The official LLaMA tokenizer carries SEED-X's 330 tokens after its text words, as this one does.
+    words = ["<unk>", "<s>", "</s>", "where", "is", "a", "red", "circle", "?", *ADDED_TOKENS]
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>",
@@ -255,7 +257,25 @@ def test_converted_llm_is_a_vanilla_transformers_model(converted):
     state = llm.state_dict()
     assert state.keys() == converted["llm"].keys()
     assert all(torch.equal(state[k], v) for k, v in converted["llm"].items())
-    assert AutoTokenizer.from_pretrained(converted["out"] / "llm").convert_tokens_to_ids("<img_00003>") == 8
+    assert AutoTokenizer.from_pretrained(converted["out"] / "llm").convert_tokens_to_ids("<img_00003>") == 9 + 5
+
+
+def test_converted_directory_runs_as_seed_x(converted):
+    """`SeedX.from_pretrained` on what the converter wrote: the Qwen ViT reads an any-res picture, the
+    input resampler feeds the LLM, and every text task answers (random weights: the words are noise)."""
+    from PIL import Image
+
+    from seedmm.models.seedx import SeedX
+
+    model = SeedX.from_pretrained(converted["out"])
+    assert type(model.vision).__name__ == "QwenVision" and len(model.tokenizer) == model.llm.config.vocab_size
+    picture = Image.new("RGB", (3 * TINY.image_size, TINY.image_size), (200, 30, 30))  # a 1x3 grid of tiles
+    views = model.views(picture)
+    assert len(views.positions) == 4  # three tiles and the global view
+    (answer,) = model.ask([picture], ["where is a red circle?"], max_new_tokens=4)
+    (caption,) = model.caption([picture], max_new_tokens=4)
+    (text, boxes), = model.ground([picture], ["a red circle"], max_new_tokens=6)
+    assert all(isinstance(t, str) for t in (answer, caption, text)) and isinstance(boxes, list)
 
 
 def test_converted_agent_and_vision_load_strictly(converted, official_vit, pixels):
