@@ -57,3 +57,11 @@ def server():
     uv.should_exit = True
     thread.join(timeout=10)
     engine.close()
+
+
+@pytest.fixture(scope="session")
+def photo_root(tmp_path_factory):
+    """The own-data photo set's data root (tests/photo_set.py), made once a session."""
+    from photo_set import make_photo_root
+
+    return make_photo_root(tmp_path_factory.mktemp("own-data"))

@@ -11,6 +11,7 @@ import os
 import sys
 
 from ..checkpoints import DRAWINGS_PER_IMAGE, TEXT_TO_IMAGE_GUIDANCE
+from ..data.user_training import read_stage_data, report_bad_records
 from .common import (
     MODELS,
     Parser,
@@ -54,11 +55,13 @@ from .llm import (
 )
 from .seedx import cmd_eval_seedx, cmd_ground, cmd_train_seedx
 from .serve import cmd_serve, serve_args
+from .train_all import add_train_all_parser
 from .world import cmd_world_export, cmd_world_show
 
 
 def build_parser() -> argparse.ArgumentParser:
     from ..data.user_data import FORMATS
+    from ..data.user_training import STAGE_FORMATS
     from ..data.world_samples import SPLITS, TASKS
 
     p = Parser(prog="seedmm", description="SEED tokenizer, SEED-LLaMA and SEED-X on the shapes world and at full size.")
@@ -189,7 +192,15 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument("--quiet", action="store_true", help="no progress bars")
         parser.add_argument("--keep", type=at_least_one, default=None,
                             help="complete checkpoints kept per stage, newest first (default 2)")
-        parser.set_defaults(func=keeping(func))
+        parser.add_argument("--data", action="append", metavar="PATH",
+                            help="a data set of your own (repeat for several; default: the shapes world); "
+                                 f"this stage learns from {' and '.join(STAGE_FORMATS[name])} (docs/data.md)")
+        parser.add_argument("--format", choices=FORMATS, help="read every --data as this format (default: told "
+                                                              "from the data)")
+        parser.add_argument("--text-tokenizer", metavar="DIR",
+                            help="with --data: an existing transformers tokenizer directory (default: a byte-level "
+                                 "BPE trained on the data's texts, saved in OUT/text_tokenizer)")
+        parser.set_defaults(func=keeping(func), train_stage=name)
         return parser
 
     tt = train_parser("tokenizer", "stage 0 (tiny CLIP), I (causal Q-Former), II (codebook + heads), "
@@ -197,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "resumes if it holds a stopped run", cmd_train_tokenizer)
     tt.add_argument("--stages", default="0,1,2", help="comma list of stages 0,1,2,3 to run (default 0,1,2)")
     tt.add_argument("--detokenizer", help="stage 3: the v2 de-tokenizer trained over OUT/clip")
+    tt.add_argument("--steps", type=at_least_one,
+                    help="every loop of the stage this many steps long (default: the recipe's; a quick try)")
     tt.add_argument("--bidirectional", action="store_true",
                     help="train the bidirectional (non-causal) Q-Former of the paper's ablation")
 
@@ -204,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "resumes; the autoencoder is shared by both styles", cmd_train_detokenizer)
     td.add_argument("--style", choices=["v2", "v1", "both"], default="both", help="which decoder(s) (default both)")
     td.add_argument("--clip", help="the frozen towers the decoders condition on (default: shipped)")
+    td.add_argument("--steps", type=at_least_one,
+                    help="every loop of the stage this many steps long (default: the recipe's; a quick try)")
 
     tx = train_parser("seedx-detokenizer", "SEED-X de-tokenizers: stage 1 (ViT features → picture), stage 2 "
                       "(features + source picture → edited picture)", "resumes; stage 2 starts from OUT/stage1",
@@ -211,11 +226,14 @@ def build_parser() -> argparse.ArgumentParser:
     tx.add_argument("--stage", choices=["1", "2", "both"], default="both", help="which stage(s) (default both)")
     tx.add_argument("--clip", help="the frozen ViT the features come from (default: shipped)")
     tx.add_argument("--vae", help="the palette autoencoder of the latents (default: the shipped de-tokenizer's)")
+    tx.add_argument("--steps", type=at_least_one,
+                    help="every loop of the stage this many steps long (default: the recipe's; a quick try)")
 
     tl = train_parser("llm", "SEED-LLaMA: text LLM from scratch, then LoRA (stage 1) and full fine-tune (stage 2)",
                       "resumes; world/ and codes/ data are made once", cmd_train_llm)
     tl.add_argument("--tokenizer", help="frozen image tokenizer (default: shipped)")
     tl.add_argument("--detokenizer", help="de-tokenizer the saved LLM draws with (default: shipped)")
+    llm_run_size_args(tl, "base 100, stage 1 300, stage 2 1200")
     run_args(tl)
 
     to = train_parser("seed-opt", "SEED-OPT: text OPT from scratch, frozen; LoRA stage 1 (image → text) and stage 2 "
@@ -223,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
                       cmd_train_seed_opt)
     to.add_argument("--tokenizer", help="frozen image tokenizer (default: shipped)")
     to.add_argument("--detokenizer", help="the v1 de-tokenizer the saved model draws with (default: shipped)")
+    llm_run_size_args(to, "base 150, stage 1 350, stage 2 400")
     run_args(to)
 
     tsx = train_parser("seedx", "SEED-X: pretraining (captions, drawing, stories, boxes, any-res counting), then "
@@ -246,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="every batch a mix of the tasks, each task's loss weighed by its weight (default: one task "
                          "a batch; better compositions, ~2 min more, docs/seed-llama-i.md)")
     ts.add_argument("--mixture-steps", type=int, help="steps of the task mixture (default 1000; LoRA 900)")
+    ts.add_argument("--batch-tokens", type=at_least_one, help="tokens a batch holds before padding (default 4096)")
     ts.add_argument("--edit-tail-steps", type=int, default=0,
                     help="a last stage of this many steps in which --edit-tail-share of the batches are edits "
                          "(default 0, off: it buys edits with captions and compositions, docs/seed-llama-i.md)")
@@ -254,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--tokenizer", help="frozen image tokenizer (default: the one the LLM was trained on; "
                                         "another is refused)")
     run_args(ts)
+    add_train_all_parser(tsub)
 
     rc = sub.add_parser("reconstruct", help="image → 32 codes → image (SEED), or → ViT features → image (SEED-X)")
     rc.add_argument("images", nargs="+", help="image files")
@@ -374,6 +395,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def llm_run_size_args(parser, default_steps: str) -> None:
+    """How long an LLM pretraining runs: every stage's steps, and the batch (a small data set of your own
+    needs neither the world's)."""
+    parser.add_argument("--steps", type=at_least_one,
+                        help=f"steps of every stage, warmup at most a tenth of them (default: the recipe's, {default_steps})")
+    parser.add_argument("--batch-tokens", type=at_least_one, help="tokens a batch holds before padding (default 4096)")
+
+
 def run_args(parser) -> None:
     """How an LLM stage runs: under `torchrun --nproc_per_node N -m seedmm train …` data-parallel
     (DDP, or FSDP2 with --fsdp), on a device, in bf16, with gradient checkpointing (train/loop.py)."""
@@ -397,7 +426,14 @@ def keeping(func):
 
             set_run_config(RunConfig(device=args.device, fsdp=args.fsdp, bf16=args.bf16,
                                      grad_checkpointing=args.grad_checkpointing))
-        return func(args)
+        # Own data is read before the stage starts (a path, format or empty set is refused at once),
+        # and its bad records are reported when it ends.
+        args.stage_data = read_stage_data(args.train_stage, args.data, args.format) if args.data else None
+        if args.stage_data is None and (args.format or args.text_tokenizer):
+            raise UsageError("--format and --text-tokenizer go with --data")
+        func(args)
+        if args.stage_data is not None:
+            report_bad_records(args.stage_data, args.out)
     return run
 
 

@@ -36,6 +36,18 @@ def cmd_tokenize(args) -> None:
         raise SystemExit(2)
 
 
+def shortened(recipe, steps: int | None):
+    """The recipe, or with `--steps N` every loop of it N steps long."""
+    from ..train.world_images import with_steps
+
+    return recipe if steps is None else with_steps(recipe, steps)
+
+
+def reads_no_text(args, why: str) -> None:
+    if args.text_tokenizer:
+        raise UsageError(f"seedmm train {args.train_stage} takes no --text-tokenizer: {why}")
+
+
 def cmd_train_tokenizer(args) -> None:
     from ..train.tokenizer import STAGES, TokenizerRecipe, train_tokenizer
 
@@ -45,8 +57,9 @@ def cmd_train_tokenizer(args) -> None:
         raise UsageError(f"--stages takes a comma list of {','.join(STAGES)}")
     if args.detokenizer:
         require_pipeline_dir(Path(args.detokenizer))
-    recipe = TokenizerRecipe(causal=not args.bidirectional, seed=args.seed)
-    path = train_tokenizer(args.out, recipe, stages, args.detokenizer, progress=not args.quiet)
+    recipe = shortened(TokenizerRecipe(causal=not args.bidirectional, seed=args.seed), args.steps)
+    path = train_tokenizer(args.out, recipe, stages, args.detokenizer, progress=not args.quiet, data=args.stage_data,
+                           text_tokenizer=args.text_tokenizer)
     print(f"tokenizer written to {path}")
 
 
@@ -157,9 +170,11 @@ def cmd_train_detokenizer(args) -> None:
     from ..train.detokenizer import DetokenizerRecipe, train_detokenizer
 
     require_tiny_preset(args.preset, "load the official SD-2.1-unCLIP directory instead")
+    reads_no_text(args, "its v1 decoder reads captions through the --clip's own text tokenizer")
     styles = ["v2", "v1"] if args.style == "both" else [args.style]
     clip = load_clip(args.clip, None)
-    train_detokenizer(args.out, clip, DetokenizerRecipe(seed=args.seed), ["vae", *styles], progress=not args.quiet)
+    train_detokenizer(args.out, clip, shortened(DetokenizerRecipe(seed=args.seed), args.steps), ["vae", *styles],
+                      progress=not args.quiet, data=args.stage_data)
     for style in styles:
         print(f"{style} de-tokenizer written to {Path(args.out) / style}")
 
@@ -202,6 +217,7 @@ def cmd_train_seedx_detokenizer(args) -> None:
     )
 
     require_tiny_preset(args.preset, "convert the official weights with `seedmm convert seedx-detokenizer`")
+    reads_no_text(args, "it reads pictures only")
     stages = ["1", "2"] if args.stage == "both" else [args.stage]
     vae_dir = given_or_shipped(args.vae, "detokenizer/vae")
     if not (vae_dir / "config.json").is_file():
@@ -209,7 +225,8 @@ def cmd_train_seedx_detokenizer(args) -> None:
     if stages == ["2"]:
         require_pipeline_dir(Path(args.out) / "stage1")
     train_seedx_detokenizer(args.out, load_clip(args.clip, None), AutoencoderKL.from_pretrained(vae_dir),
-                            SeedXDetokenizerRecipe(seed=args.seed), stages, progress=not args.quiet)
+                            shortened(SeedXDetokenizerRecipe(seed=args.seed), args.steps), stages,
+                            progress=not args.quiet, data=args.stage_data)
     for stage in stages:
         print(f"stage-{stage} SEED-X de-tokenizer written to {Path(args.out) / f'stage{stage}'}")
 

@@ -34,13 +34,24 @@ def cmd_pretokenize(args) -> None:
           f"({done['skipped']} shards already done) → {args.out}")
 
 
+def sized(recipe, args, stages: tuple[str, ...]):
+    """`recipe` with `--steps` (every stage's; warmup at most a tenth of them) and `--batch-tokens`."""
+    if args.steps is not None:
+        recipe = replace(recipe, **{stage: replace(getattr(recipe, stage), steps=args.steps,
+                                                   warmup=max(1, min(getattr(recipe, stage).warmup, args.steps // 10)))
+                                    for stage in stages})
+    return recipe if args.batch_tokens is None else replace(recipe, batch_tokens=args.batch_tokens)
+
+
 def cmd_train_llm(args) -> None:
     from ..train.llm import LlmRecipe, train_llm
 
     require_tiny_preset(args.preset, "load an official SEED-LLaMA directory with SeedLlama.from_pretrained")
     tokenizer_dir = given_or_shipped(args.tokenizer, "tokenizer")
     detokenizer_dir = given_or_shipped(args.detokenizer, "detokenizer")
-    path = train_llm(args.out, tokenizer_dir, detokenizer_dir, LlmRecipe(seed=args.seed), progress=not args.quiet)
+    recipe = sized(LlmRecipe(seed=args.seed), args, ("base", "stage1", "stage2"))
+    path = train_llm(args.out, tokenizer_dir, detokenizer_dir, recipe, progress=not args.quiet, data=args.stage_data,
+                     text_tokenizer=args.text_tokenizer)
     print(f"SEED-LLaMA written to {path}")
 
 
@@ -56,8 +67,9 @@ def cmd_train_seed_opt(args) -> None:
     require_tiny_preset(args.preset, "the seed-opt-2.7b preset is built with seedmm.models.seed_opt.meta_model")
     tokenizer_dir = given_or_shipped(args.tokenizer, "tokenizer")
     detokenizer_dir = given_or_shipped(args.detokenizer, "detokenizer-v1")
-    path = train_seed_opt(args.out, tokenizer_dir, detokenizer_dir, SeedOptRecipe(seed=args.seed),
-                          progress=not args.quiet)
+    recipe = sized(SeedOptRecipe(seed=args.seed), args, ("base", "stage1", "stage2"))
+    path = train_seed_opt(args.out, tokenizer_dir, detokenizer_dir, recipe, progress=not args.quiet,
+                          data=args.stage_data, text_tokenizer=args.text_tokenizer)
     print(f"SEED-OPT written to {path}")
 
 
@@ -175,7 +187,12 @@ def cmd_train_sft(args) -> None:
                            mixed_batches=args.mixed_batches)
         if args.mixture_steps is not None:
             recipe.loop = replace(recipe.loop, steps=args.mixture_steps)
-        path = train_sft(args.out, llm_dir, args.tokenizer, recipe, progress=not args.quiet)
+        if args.batch_tokens is not None:
+            recipe.batch_tokens = args.batch_tokens
+        if args.text_tokenizer:  # SFT reads text in the LLM's own tokenizer, whatever the data
+            raise UsageError("train sft reads text in the tokenizer of the LLM it tunes (--llm); --text-tokenizer "
+                             "goes with train llm")
+        path = train_sft(args.out, llm_dir, args.tokenizer, recipe, progress=not args.quiet, data=args.stage_data)
     except (FileNotFoundError, ValueError) as e:
         raise UsageError(str(e)) from None
     print(f"SEED-LLaMA-I adapter written to {path}")

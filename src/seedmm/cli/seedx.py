@@ -23,7 +23,8 @@ def cmd_train_seedx(args) -> None:
     recipe = SeedXRecipe(seed=args.seed)
     if args.steps:
         recipe.pretrain.steps = recipe.sft.steps = args.steps
-    path = train_seedx(args.out, args.stage, clip_dir, detokenizer_dir, init, recipe, progress=not args.quiet)
+    path = train_seedx(args.out, args.stage, clip_dir, detokenizer_dir, init, recipe, progress=not args.quiet,
+                       data=args.stage_data, text_tokenizer=args.text_tokenizer)
     print(f"SEED-X ({args.stage}) written to {path}")
 
 
@@ -169,10 +170,9 @@ def cmd_chat_seedx(args) -> None:
 
 
 def cmd_eval_seedx(args) -> None:
-    from ..eval.seedx import evaluate_seedx, format_table
-
     from argparse import Namespace
 
+    from ..eval.seedx import evaluate_seedx, format_table
     from .common import load_llm
 
     seed_llama = None if args.no_seed_llama else load_llm(Namespace(model="seed-llama", llm=args.seed_llama), "llm-sft")

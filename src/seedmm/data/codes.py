@@ -116,3 +116,52 @@ def world_code_records(out: Path, counts: dict[str, dict[str, int]], seed: int, 
     pretokenize(world, out / "codes", tokenizer_dir, progress=progress)
     records = code_records_by_split(out / "codes")
     return {split: records.get(split, {}) for split in counts}
+
+
+def user_code_records(data, image_tokenizer, batch: int = 64) -> dict[str, dict[str, list[dict]]]:
+    """Your own data (a `user_training.StageData`) pretokenized as the world's is, once at the start of
+    a run: every picture loaded at the tokenizer's size and encoded by the frozen SEED tokenizer, each
+    record a dict the sequence builders read as they read a world record, {split: {format: [records]}}:
+
+        pairs          {"caption", "paraphrase" (= the caption: own pairs have one), "codes": [image]}
+        interleaved    {"parts": texts and images (32 codes) in reading order, "codes"}
+        conversations  {"turns": [(role, text with <image> placeholders)], "codes": the images in order}
+        edits          {"instruction", "paraphrase" (= the instruction), "codes": [source, target]}
+
+    A record whose image went bad since it was read joins `data.bad`; a format left with no training
+    record is a DataError."""
+    from .user_records import DataError
+    from .user_training import load_pictures
+
+    size = image_tokenizer.config.vision.image_size
+    out: dict[str, dict[str, list[dict]]] = {"train": {}, "val": {}}
+    for split, by_format in (("train", data.train), ("val", data.val)):
+        for kind, records in by_format.items():
+            kept, pictures = load_pictures(records, size, data.bad)
+            flat = [p for ps in pictures for p in ps]
+            codes = [c for k in range(0, len(flat), batch) for c in image_tokenizer.encode(flat[k:k + batch]).tolist()]
+            at, made = 0, []
+            for record, ps in zip(kept, pictures):
+                made.append(_code_record(record, codes[at:at + len(ps)]))
+                at += len(ps)
+            if split == "train" and not made:
+                raise DataError(f"no {kind} record of {', '.join(map(str, data.paths))} has an image that loads")
+            if made:
+                out[split][kind] = made
+    return out
+
+
+def _code_record(record, codes: list[list[int]]) -> dict:
+    from .user_records import Conversation, Document, Edit, Pair
+
+    if isinstance(record, Pair):
+        return {"key": record.key, "caption": record.caption, "paraphrase": record.caption, "codes": codes}
+    if isinstance(record, Edit):
+        return {"key": record.key, "instruction": record.instruction, "paraphrase": record.instruction, "codes": codes}
+    if isinstance(record, Document):
+        images = iter(codes)
+        return {"key": record.key, "parts": [p if isinstance(p, str) else next(images) for p in record.parts],
+                "codes": codes}
+    if isinstance(record, Conversation):
+        return {"key": record.key, "turns": [(t.role, t.text) for t in record.turns], "codes": codes}
+    raise TypeError(f"no LLM sequence is built from a {type(record).__name__} record")

@@ -221,6 +221,30 @@ BUILDERS = {"t2i": t2i, "caption": captioning, "vqa": vqa, "edit": edit, "differ
             "video": video, "conversation": conversation, "compose": compose}
 
 
+# ---------------------------------------------------------------- your own data (`seedmm train sft --data`)
+
+def user_conversation(record: dict, rng: random.Random) -> list:
+    """A LLaVA conversation of your own (data/codes.py `user_code_records`): "human" turns are the
+    user's, "gpt" turns the assistant's, each `<image>` the next of the record's images in place."""
+    from .user_records import IMAGE_PLACEHOLDER
+
+    images = iter(record["codes"])
+    turns = []
+    for role, text in record["turns"]:
+        pieces = [piece.strip() for piece in text.split(IMAGE_PLACEHOLDER)]
+        parts = [pieces[0]] + [part for piece in pieces[1:] for part in (next(images), piece)]
+        turns.append(("user" if role == "human" else "assistant", [p for p in parts if not isinstance(p, str) or p]))
+    return turns
+
+
+# What SFT on your own data trains: the conversations as they are, and each edit as the world's edit
+# task lays it out (`edit`: source image and instruction → the target image). Builders and the format
+# each reads; the weights are the mixture's when both formats are given.
+USER_BUILDERS = {"conversation": user_conversation, "edit": edit}
+USER_SOURCE = {"conversation": "conversations", "edit": "edits"}
+USER_TASK_WEIGHTS = {"conversation": 0.7, "edit": 0.3}
+
+
 def instruction_corpus(seed: int = 0, n: int = 2000) -> list[str]:
     """Every sentence an instruction conversation can hold (questions, answers, instructions,
     differences, templates, picture names): with the captions, the text the tiny LLM's BPE and its

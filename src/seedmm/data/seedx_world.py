@@ -41,12 +41,17 @@ def target(views: ViewsIn) -> Draw:
     return Draw(views.tokens[-1:])
 
 
-@torch.no_grad()
 def featurize(model, scenes: list, batch: int = 256) -> list[ViewsIn]:
     """Scenes → ViewsIn through the model's any-res views and frozen ViT, `batch` views at a time."""
+    return featurize_pictures(model, [render(s) for s in scenes], batch)
+
+
+@torch.no_grad()
+def featurize_pictures(model, pictures: list, batch: int = 256) -> list[ViewsIn]:
+    """PIL pictures of any size → ViewsIn (the world's scenes and your own photos alike)."""
     from ..models.anyres import anyres_views
 
-    views = [anyres_views(render(s), model.config.grids, model.config.base_resolution) for s in scenes]
+    views = [anyres_views(p, model.config.grids, model.config.base_resolution) for p in pictures]
     flat = [img for v in views for img in v.images]
     tokens = torch.cat([model.vision(flat[i:i + batch]) for i in range(0, len(flat), batch)])
     out, k = [], 0
@@ -79,6 +84,16 @@ def object_phrase(box: dict, scene) -> str:
     return f"a {obj.size} {obj.colour} {obj.shape}"
 
 
+def referred(box: dict, case: Case) -> str:
+    """A referring question's answer: your own data's phrase for the box, else the world object's."""
+    return box["phrase"] if "phrase" in box else object_phrase(box, case.scenes[0])
+
+
+def named(box: dict) -> str:
+    """How pretraining names the boxed object: your own data's phrase as written, else "the {object}"."""
+    return box["phrase"] if "phrase" in box else f"the {box['object']}"
+
+
 def _pick_box(case: Case, rng: random.Random) -> dict | None:
     return rng.choice(case.meta["boxes"]) if case.meta["boxes"] else None
 
@@ -105,7 +120,7 @@ def turns_for(task: str, case: Case, rng: random.Random) -> list[tuple[str, list
         return [("user", [v[0], b["question"]]), ("assistant", [b["answer"]])]
     if task in ("refer", "anyres_refer"):
         b = _pick_box(case, rng)
-        return [("user", [v[0], REFER.format(box=b["answer"])]), ("assistant", [object_phrase(b, case.scenes[0])])]
+        return [("user", [v[0], REFER.format(box=b["answer"])]), ("assistant", [referred(b, case)])]
     if task == "anyres_count":
         c = rng.choice(m["counts"])
         return [("user", [v[0], c["question"]]), ("assistant", [c["answer"]])]
@@ -130,10 +145,10 @@ def plain(task: str, case: Case, rng: random.Random):
         return plain_items(parts, answer_from=0)
     if task in ("ground", "anyres_ground"):
         b = _pick_box(case, rng)
-        return plain_items([v[0], f"the {b['object']}", b["answer"]], answer_from=2)
+        return plain_items([v[0], named(b), b["answer"]], answer_from=2)
     if task in ("refer", "anyres_refer"):
         b = _pick_box(case, rng)
-        return plain_items([v[0], b["answer"], object_phrase(b, case.scenes[0])], answer_from=2)
+        return plain_items([v[0], b["answer"], referred(b, case)], answer_from=2)
     if task == "anyres_count":
         c = rng.choice(m["counts"])
         return plain_items([v[0], c["question"], c["answer"]], answer_from=2)

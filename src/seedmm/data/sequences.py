@@ -4,6 +4,8 @@
     story          `<s>{text₀}{image₀}{text₁}{image₁}…</s>` (interleaved document)
     video          `<s>{frame₀}…{frame₃}{caption}</s>` or caption first, 50/50
     text           `<s>{caption or story sentence}</s>`
+    document       `<s>{part₀}{part₁}…</s>`: an interleaved document of your own, its texts and
+                   images in reading order (`--data`; a pair of your own is a caption pair)
 where `{image}` is `<img>` + 32 code tokens + `</img>`. Image→caption pairs are what captioning
 reads; caption→image pairs are text-to-image; and the image-first half also teaches the
 unconditional image distribution after `<s><img>`, which is the unconditional branch of
@@ -18,7 +20,7 @@ import torch
 
 from ..models.vocabulary import MultimodalTokenizer
 
-KINDS = ("caption", "story", "video", "text")
+KINDS = ("caption", "story", "video", "text", "document")
 
 
 def caption_pair(tok: MultimodalTokenizer, record: dict, rng: random.Random, paraphrase_rate: float = 0.3) -> list[int]:
@@ -42,6 +44,10 @@ def video_document(tok: MultimodalTokenizer, record: dict, rng: random.Random) -
     return tok.encode(parts, eos=True)
 
 
+def interleaved_document(tok: MultimodalTokenizer, record: dict, rng: random.Random) -> list[int]:
+    return tok.encode(record["parts"], eos=True)
+
+
 def text_document(tok: MultimodalTokenizer, text: str) -> list[int]:
     return tok.encode(text, eos=True)
 
@@ -63,7 +69,8 @@ def build(kind: str, tok: MultimodalTokenizer, records: dict[str, list[dict]], t
         return text_document(tok, texts[index % len(texts)])
     pool = records[kind]
     record = pool[index % len(pool)]
-    return {"caption": caption_pair, "story": story_document, "video": video_document}[kind](tok, record, rng)
+    builders = {"caption": caption_pair, "story": story_document, "video": video_document, "document": interleaved_document}
+    return builders[kind](tok, record, rng)
 
 
 def pad_batch(sequences: list, pad_id: int) -> dict[str, torch.Tensor]:

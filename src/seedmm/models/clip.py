@@ -9,7 +9,8 @@ the shapes world and freezes it; it plays all four roles:
 - `text_features(texts)`: pooled caption feature (stage I contrastive target);
 - `text_tokens(texts)`: 77 per-token features (v1's text-conditioning target).
 The text tower is transformers' `CLIPTextModel`; the tokenizer is a word-level `tokenizers` model
-over the world's vocabulary, saved as tokenizer.json.
+over the world's vocabulary, saved as tokenizer.json — or, trained on own data (`--data`), the data's
+byte-level BPE with the tower's [BOS] and [EOS] added after its vocabulary (`own_text_tokenizer`).
 """
 
 from __future__ import annotations
@@ -82,6 +83,24 @@ def build_text_tokenizer(vocab: list[str]):
     return tok
 
 
+def own_text_tokenizer(text_tokenizer):
+    """A transformers fast tokenizer (own data's byte-level BPE, data/text_tokenizer.py) as the text
+    tower's: its `tokenizers` model with [BOS] and [EOS] added after its vocabulary. Not its own <s>
+    and </s>: an end id of 2 makes CLIPTextModel pool at the highest id (its legacy rule). Id 0 pads,
+    so it must be a special token (the BPE's <unk>, which byte-level encoding never writes)."""
+    from tokenizers import Tokenizer
+
+    from ..data.user_records import DataError
+
+    if not getattr(text_tokenizer, "is_fast", False):
+        raise DataError("the CLIP text tower needs a fast (tokenizer.json) text tokenizer")
+    if text_tokenizer.convert_ids_to_tokens(0) not in text_tokenizer.all_special_tokens:
+        raise DataError("the CLIP text tower pads with id 0: the text tokenizer's id 0 must be a special token")
+    tokenizer = Tokenizer.from_str(text_tokenizer.backend_tokenizer.to_str())
+    tokenizer.add_special_tokens([BOS, EOS])
+    return tokenizer
+
+
 def contrastive_loss(image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor | float, keys: list[str],
                      label_smoothing: float = 0.0) -> torch.Tensor:
     """Symmetric InfoNCE over normalised features. Pairs whose `keys` are equal (two images of the
@@ -104,7 +123,8 @@ class ShapesClip(nn.Module):
         text_cfg = CLIPTextConfig(vocab_size=config.vocab_size, hidden_size=config.text_width,
                                   intermediate_size=4 * config.text_width, num_hidden_layers=config.text_layers,
                                   num_attention_heads=config.text_heads, max_position_embeddings=MAX_TEXT_LEN,
-                                  pad_token_id=0, bos_token_id=2, eos_token_id=3)
+                                  pad_token_id=0, bos_token_id=self._special_id(BOS, BOS_ID),
+                                  eos_token_id=self._special_id(EOS, EOS_ID))
         self.text_model = CLIPTextModel(text_cfg)
         self.text_projection = nn.Linear(config.text_width, config.embed_dim, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
@@ -114,10 +134,19 @@ class ShapesClip(nn.Module):
         return self.logit_scale.device
 
     # ------------------------------------------------------------ text
+    def _special_id(self, token: str, world_id: int) -> int:
+        return world_id if self.text_tokenizer is None else self.text_tokenizer.token_to_id(token)
+
     def tokenize(self, texts: list[str]) -> torch.Tensor:
+        from tokenizers import models
+
+        bos, eos = self._special_id(BOS, BOS_ID), self._special_id(EOS, EOS_ID)
+        # the world's word-level vocabulary reads a text as its words; own data's BPE reads it whole
+        words = isinstance(self.text_tokenizer.model, models.WordLevel)
         rows = []
         for text in texts:
-            ids = [BOS_ID, *self.text_tokenizer.encode(" ".join(_words(text))).ids][: MAX_TEXT_LEN - 1] + [EOS_ID]
+            body = self.text_tokenizer.encode(" ".join(_words(text)) if words else text, add_special_tokens=False).ids
+            ids = [bos, *body][: MAX_TEXT_LEN - 1] + [eos]
             rows.append(ids + [0] * (MAX_TEXT_LEN - len(ids)))
         return torch.tensor(rows, device=self.device)
 
@@ -173,8 +202,11 @@ class ShapesClip(nn.Module):
         return load_weights(model, directory, device)
 
     @classmethod
-    def new(cls, config: ShapesClipConfig | None = None) -> ShapesClip:
-        tokenizer = build_text_tokenizer(world_vocabulary())
+    def new(cls, config: ShapesClipConfig | None = None, text_tokenizer=None) -> ShapesClip:
+        """A fresh CLIP over the world's vocabulary, or over `text_tokenizer` (own data's, see
+        `own_text_tokenizer`)."""
+        tokenizer = build_text_tokenizer(world_vocabulary()) if text_tokenizer is None \
+            else own_text_tokenizer(text_tokenizer)
         config = config or ShapesClipConfig()
         config.vocab_size = tokenizer.get_vocab_size()
         return cls(config, tokenizer)

@@ -15,6 +15,11 @@
     result   OUT/seed-opt (SeedOpt.from_pretrained; OUT/seed-opt/opt opens with OPTForCausalLM)
 No VQA pair (image, question, answer) is ever trained on: `ask` is zero-shot. Batch s of a stage is
 a pure function of (seed, stage, s), so the loop resumes exactly.
+
+With your own pairs (`--data`) in place of the world's: the pictures pretokenized once at the start
+(`user_code_records`), the base OPT trained on the captions and the prompts' sentences (no reading
+documents: those are the world's) in a byte-level BPE of the data's texts (`stage_text_tokenizer`),
+validation on the held-out pairs (`StageData.val`), skipped when the data holds none.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from pathlib import Path
 import torch
 
 from ..atomic import save_directory_atomically
-from ..data.codes import world_code_records
+from ..data.codes import user_code_records, world_code_records
 from ..data.sequences import pad_batch
+from ..data.user_training import StageData, stage_text_tokenizer, validation_line
 from ..data.world_samples import make_record
 from ..models.seed_opt import (
     CAPTION_PROMPT,
@@ -110,7 +116,10 @@ def caption_and_image_mixture(tok: SeedOptTokenizer, records: list[dict], recipe
 
 
 def validator(model: SeedOptModel, tok: SeedOptTokenizer, records: list[dict], with_images: bool):
-    """Validation losses on every val pair: captions, and (stage 2) their drawings; `val_loss` their mean."""
+    """Validation losses on every val pair: captions, and (stage 2) their drawings; `val_loss` their mean.
+    None without a val pair."""
+    if not records:
+        return None
     batches = {"caption": pad_batch([tok.caption_pair(r["codes"][0], r["caption"]) for r in records], tok.pad_id)}
     if with_images:
         batches["image"] = pad_batch([tok.image_pair(r["caption"], r["codes"][0]) for r in records], tok.pad_id)
@@ -123,14 +132,19 @@ def validator(model: SeedOptModel, tok: SeedOptTokenizer, records: list[dict], w
 
 # ---------------------------------------------------------------- stages
 
-def train_base(out: Path, recipe: SeedOptRecipe, corpus: dict[str, list], progress: bool = True):
-    """A text-only OPT from scratch on the world's text (the tiny preset's pretrained OPT)."""
-    from transformers import OPTForCausalLM
-
+def world_text_tokenizer(corpus: dict[str, list], recipe: SeedOptRecipe):
+    """The tiny preset's BPE of the world's text."""
     # the reading documents' parts as `SeedOptTokenizer.reading_document` encodes them (BPE never merges across spaces)
     parts = [p for c, q, a in corpus["reading"] for p in (READING_PASSAGE.format(caption=c),
                                                          QUESTION_PROMPT.format(question=q), a)]
-    text_tok = train_text_tokenizer(corpus["text"] + parts, recipe.text_vocab_size)
+    return train_text_tokenizer(corpus["text"] + parts, recipe.text_vocab_size)
+
+
+def train_base(out: Path, recipe: SeedOptRecipe, corpus: dict[str, list], text_tok, progress: bool = True):
+    """A text-only OPT from scratch on `corpus` (the world's text: the tiny preset's pretrained OPT) in
+    the text tokenizer `text_tok`."""
+    from transformers import OPTForCausalLM
+
     config = replace(preset(recipe.preset), vocab_size=len(text_tok))
     tok = SeedOptTokenizer(text_tok, config.vocab_size)
     torch.manual_seed(recipe.seed)
@@ -160,39 +174,56 @@ def init_input_projection(model: SeedOptModel) -> None:
 
 def train_stage1(out: Path, recipe: SeedOptRecipe, config: SeedOptConfig, opt, tok: SeedOptTokenizer,
                  records: dict, codebook: torch.Tensor, progress: bool = True) -> SeedOptModel:
+    """`records`: {split: [caption pairs]}."""
     torch.manual_seed(recipe.seed)  # LoRA's initialisation
     model = build_model(config, opt, codebook)
     init_input_projection(model)
     model.code_head.requires_grad_(False)  # no code is a target yet
-    mixture = caption_and_image_mixture(tok, records["train"]["caption"], recipe, "stage1", {"caption": 1.0})
+    mixture = caption_and_image_mixture(tok, records["train"], recipe, "stage1", {"caption": 1.0})
     train("seed-opt-stage1-lora", model, lambda s: (model.loss(mixture(s)), {}), recipe.stage1, out / "stage1",
-          validator(model, tok, records["val"]["caption"], with_images=False), progress)
+          validator(model, tok, records["val"], with_images=False), progress)
     return model
 
 
 def train_stage2(out: Path, recipe: SeedOptRecipe, model: SeedOptModel, tok: SeedOptTokenizer, records: dict,
                  progress: bool = True) -> SeedOptModel:
     model.code_head.requires_grad_(True)
-    mixture = caption_and_image_mixture(tok, records["train"]["caption"], recipe, "stage2",
-                                        {"caption": 0.5, "image": 0.5})
+    mixture = caption_and_image_mixture(tok, records["train"], recipe, "stage2", {"caption": 0.5, "image": 0.5})
     train("seed-opt-stage2-lora", model, lambda s: (model.loss(mixture(s)), {}), recipe.stage2, out / "stage2",
-          validator(model, tok, records["val"]["caption"], with_images=True), progress)
+          validator(model, tok, records["val"], with_images=True), progress)
     return model
 
 
 def train_seed_opt(out: str | Path, tokenizer_dir: str | Path, detokenizer_dir: str | Path | None = None,
-                   recipe: SeedOptRecipe | None = None, progress: bool = True) -> Path:
+                   recipe: SeedOptRecipe | None = None, progress: bool = True, data: StageData | None = None,
+                   text_tokenizer: str | Path | None = None) -> Path:
     """Every stage; the result `OUT/seed-opt` opens with `SeedOpt.from_pretrained`. `detokenizer_dir`:
-    the v1 de-tokenizer it draws with (the paper's generation path)."""
+    the v1 de-tokenizer it draws with (the paper's generation path). `data`: your own pairs in place of
+    the world's, in the text tokenizer `text_tokenizer` (default: a byte-level BPE of their captions)."""
     from ..models.tokenizer import SeedTokenizer
 
     recipe = recipe or SeedOptRecipe()
     out, tokenizer_dir = Path(out), Path(tokenizer_dir)
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    records = world_code_records(out, {"train": {"caption": recipe.captions}, "val": {"caption": recipe.val_captions}},
-                                 recipe.seed, tokenizer_dir, progress)
-    opt, tok, config = train_base(out, recipe, base_corpus(records["train"]["caption"], recipe), progress)
-    codebook = SeedTokenizer.from_pretrained(tokenizer_dir).quantize.embedding.weight.detach()
+    if data is None:
+        world = world_code_records(out, {"train": {"caption": recipe.captions}, "val": {"caption": recipe.val_captions}},
+                                   recipe.seed, tokenizer_dir, progress)
+        records = {split: world[split]["caption"] for split in ("train", "val")}
+        corpus = base_corpus(records["train"], recipe)
+        text_tok = world_text_tokenizer(corpus, recipe)
+        image_tokenizer = None
+    else:
+        image_tokenizer = SeedTokenizer.from_pretrained(tokenizer_dir)
+        coded = user_code_records(data, image_tokenizer)
+        records = {split: coded[split].get("pairs", []) for split in ("train", "val")}
+        corpus = base_corpus(records["train"], replace(recipe, reading_records=0))  # reading documents are the world's
+        text_tok = stage_text_tokenizer(data, out, text_tokenizer)
+        if progress:
+            print(f"seed-opt: {validation_line(data)}")
+    opt, tok, config = train_base(out, recipe, corpus, text_tok, progress)
+    # loaded here on the world's path, as it always was: loading draws from torch's RNG
+    image_tokenizer = image_tokenizer or SeedTokenizer.from_pretrained(tokenizer_dir)
+    codebook = image_tokenizer.quantize.embedding.weight.detach()
     model = train_stage1(out, recipe, config, opt, tok, records, codebook, progress)
     model = train_stage2(out, recipe, model, tok, records, progress)
     target = out / "seed-opt"

@@ -12,6 +12,11 @@
               embeddings, head, norms and the agent trainable), on conversations in the official
               `[INST] … [/INST]\\n` template: VQA, captions, grounding, referring, any-res counting
               and grounding, text-to-image, editing, and draw-then-edit conversations  → OUT/sft
+    --data    your own records instead of the world's (data/seedx_user.py): pretraining on pairs,
+              grounding and interleaved documents starts a new tiny model whose text tokenizer is
+              a byte-level BPE on the data's texts (or --text-tokenizer); SFT on conversations, edits
+              and grounding starts from --init with its tokenizer; the validation loss on the
+              held-out records, none when no format holds enough to hold some out
 Loss 1·LM + 6·MSE (official). Batch s of a stage is a pure function of (seed, stage, s).
 """
 
@@ -25,14 +30,18 @@ import torch
 from transformers import LlamaForCausalLM
 
 from ..atomic import save_directory_atomically
+from ..data import seedx_user
 from ..data.seedx_world import (
     SOURCE,
+    Case,
     conversation,
     has_case,
     plain,
     world_cases,
     world_texts,
 )
+from ..data.user_records import DataError
+from ..data.user_training import StageData, stage_text_tokenizer
 from ..models.seedx import SeedX, ShapesVision, llm_config, tiny_config
 from ..models.seedx_agent import SeedXAgent
 from ..models.seedx_layout import SeedXTokenizer, collate, lay_out
@@ -69,9 +78,9 @@ class CasePools:
         return [c for c in self.by_record[SOURCE[task]] if has_case(task, c)]
 
 
-def task_mixture(model: SeedX, pools: CasePools, weights: dict, recipe: SeedXRecipe, stage: str) -> Mixture:
-    layout = plain if stage == "pretrain" else conversation
-    usable = {task: pools.usable(task) for task in weights}
+def task_mixture(model: SeedX, usable: dict[str, list[Case]], weights: dict, layout, recipe: SeedXRecipe,
+                 stage: str) -> Mixture:
+    """`layout(task, case, rng)` → one sequence's items (the world's `plain` or `conversation`)."""
 
     def make(task: str, index: int, rng: random.Random):
         seq = lay_out(model.tokenizer, layout(task, usable[task][index], rng))
@@ -93,10 +102,11 @@ def batches(model: SeedX, mixture: Mixture):
     return batch
 
 
-def new_tiny_model(clip, recipe: SeedXRecipe) -> SeedX:
-    """A fresh tiny SEED-X: BPE on the world's sentences + the 330 SEED-X tokens, LLaMA from scratch."""
+def new_tiny_model(clip, recipe: SeedXRecipe, text=None) -> SeedX:
+    """A fresh tiny SEED-X: a text tokenizer (default: a BPE on the world's sentences) + the 330 SEED-X
+    tokens, LLaMA from scratch."""
     config = tiny_config()
-    text = train_text_tokenizer(world_texts(recipe.seed), recipe.text_vocab_size)
+    text = text or train_text_tokenizer(world_texts(recipe.seed), recipe.text_vocab_size)
     tok = SeedXTokenizer(text, config.agent.num_queries)
     llm = LlamaForCausalLM(llm_config("shapes-tiny", len(tok), bos_token_id=tok.bos_id, eos_token_id=tok.eos_id,
                                       pad_token_id=tok.pad_id))
@@ -131,14 +141,30 @@ def init_location_rows(llm: LlamaForCausalLM, tok: SeedXTokenizer) -> None:
         table[rows] = code * table.std() * 2 ** 0.5 + table[rows].mean(0)
 
 
-def run_stage(out: Path, model: SeedX, recipe: SeedXRecipe, stage: str, progress: bool) -> None:
+def run_stage(out: Path, model: SeedX, recipe: SeedXRecipe, stage: str, progress: bool,
+              data: StageData | None = None) -> None:
     weights, loop = (PRETRAIN_WEIGHTS, recipe.pretrain) if stage == "pretrain" else (SFT_WEIGHTS, recipe.sft)
-    counts = {SOURCE[t]: recipe.records[SOURCE[t]] for t in weights}
-    pools = CasePools(model, counts, "train", recipe.seed)
-    val_pools = CasePools(model, {t: recipe.val_records for t in counts}, "val", recipe.seed)
-    mixture = task_mixture(model, pools, weights, recipe, stage)
-    val_mixture = task_mixture(model, val_pools, weights, recipe, stage)
-    val_batches = [batches(model, val_mixture)(s) for s in range(4)]
+    if data is None:
+        layout = plain if stage == "pretrain" else conversation
+        counts = {SOURCE[t]: recipe.records[SOURCE[t]] for t in weights}
+        pools = CasePools(model, counts, "train", recipe.seed)
+        val_pools = CasePools(model, {t: recipe.val_records for t in counts}, "val", recipe.seed)
+        usable, val_usable = ({task: p.usable(task) for task in weights} for p in (pools, val_pools))
+    else:
+        layout = seedx_user.layout(stage)
+        usable = seedx_user.user_cases(model, data.train, stage, data.bad)
+        val_usable = seedx_user.user_cases(model, data.val, stage, data.bad)
+        weights = seedx_user.task_weights(stage, usable, data.train)
+        if not weights:
+            raise DataError(f"no record of {', '.join(map(str, data.paths))} fits SEED-X: {data.bad.lines()[0]}")
+    mixture = task_mixture(model, usable, weights, layout, recipe, stage)
+    val_weights = {task: w for task, w in weights.items() if val_usable.get(task)}
+    val_batches = [batches(model, task_mixture(model, val_usable, val_weights, layout, recipe, stage))(s)
+                   for s in range(4)] if val_weights else []
+    if data is not None and current().is_main:
+        held = sum(len(v) for v in data.val.values())
+        print(f"validation: {held} held-out records" if val_batches else
+              "validation: none (no format holds enough records to hold some out; all of them train)")
     next_batch = batches(model, mixture)
     model.vision.eval()
 
@@ -149,29 +175,42 @@ def run_stage(out: Path, model: SeedX, recipe: SeedXRecipe, stage: str, progress
         losses = [model.loss(b)[1] for b in val_batches]
         return {f"val_{k}": sum(x[k] for x in losses) / len(losses) for k in losses[0]}
 
-    train(f"seedx-{stage}", model, loss_fn, loop, out / f"checkpoints-{stage}", validate, progress)
+    train(f"seedx-{stage}", model, loss_fn, loop, out / f"checkpoints-{stage}", validate if val_batches else None,
+          progress)
 
 
 def train_seedx(out: str | Path, stage: str, clip_dir: str | Path, detokenizer_dir: str | Path,
-                init: str | Path | None = None, recipe: SeedXRecipe | None = None, progress: bool = True) -> Path:
+                init: str | Path | None = None, recipe: SeedXRecipe | None = None, progress: bool = True,
+                data: StageData | None = None, text_tokenizer: str | None = None) -> Path:
     """Train one stage; returns OUT/pretrain or OUT/sft. `init`: the model SFT starts from (default
-    OUT/pretrain)."""
+    OUT/pretrain). `data`: your own records instead of the world's; `text_tokenizer`: pretraining's
+    on them (default: a BPE trained on them, OUT/text_tokenizer)."""
     from ..models.clip import ShapesClip
 
     recipe, out = recipe or SeedXRecipe(), Path(out)
+    if data is not None and stage in seedx_user.STAGE_TASKS:
+        seedx_user.check_formats(stage, data.train.keys() | data.val.keys())
+    if text_tokenizer is not None and stage == "sft":
+        raise ValueError("--text-tokenizer goes with --stage pretrain: SFT keeps the tokenizer of the model it starts from")
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     torch.manual_seed(recipe.seed)
     if stage == "pretrain":
-        model = new_tiny_model(ShapesClip.from_pretrained(clip_dir), recipe)
+        text = stage_text_tokenizer(data, out, text_tokenizer) if data is not None else None
+        model = new_tiny_model(ShapesClip.from_pretrained(clip_dir), recipe, text)
         model.config.instruction_tuned = False
     elif stage == "sft":
         model = SeedX.from_pretrained(init or out / "pretrain")
         model.config.instruction_tuned = True
+        if data is not None:
+            seedx_user.check_vocabulary(model.tokenizer, data.texts(), init or out / "pretrain")
     else:
         raise ValueError(f"a SEED-X stage is pretrain or sft, not {stage!r}")
     model.vision.requires_grad_(False)
-    run_stage(out, model, recipe, stage, progress)
+    run_stage(out, model, recipe, stage, progress, data)
     target = out / stage
+    # SEED-X-I, the model users get, is stored in fp16 (half the bytes: the shipped checkpoints share one
+    # budget), as SEED-LLaMA is; pretraining's output stays fp32, SFT's exact starting point.
+    dtype = torch.float16 if stage == "sft" else None
     save_directory_atomically(target, lambda d: model.save_pretrained(d, vision_dir=clip_dir,
-                                                                      detokenizer_dir=detokenizer_dir))
+                                                                      detokenizer_dir=detokenizer_dir, dtype=dtype))
     return target

@@ -20,6 +20,11 @@ frozen. A UNet alone read back 0% of validation scenes after 900 steps (338 s); 
 97.7% (docs/seedx.md). Features are replaced by the mean-colour picture's features (the official
 negative) 10% of the time (stage 2: also the source latent zeroed, 5% each and 5% both, as
 InstructPix2Pix) so guidance has its unconditional branches. Stage 2 reuses stage 1's prior.
+
+With own data (`data`): stage 1 learns from every picture of it (the pairs' images, both pictures of
+each edit), stage 2 from its edits (source picture + the target's features → the target), all
+stretched to 64×64 and read through the palette autoencoder (the tiny size's stated limitation);
+each validates with its loss on the held-out records (none held out: no validation).
 """
 
 from __future__ import annotations
@@ -31,23 +36,34 @@ import torch
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
 from torch.nn import functional as F
 
+from ..data.user_records import DataError
+from ..data.user_training import StageData
 from ..data.world_samples import make_record
 from ..eval.seedx_detokenizer import kept_share
 from ..models.clip import ShapesClip
 from ..models.detokenizer import encode_latents
 from ..models.seedx_detokenizer import (
-    SeedXDetokenizerPipeline, mean_colour_features, new_resampler, new_sdxl_style_unet, vit_features, widen_conv_in,
+    SeedXDetokenizerPipeline,
+    mean_colour_features,
+    new_resampler,
+    new_sdxl_style_unet,
+    vit_features,
+    widen_conv_in,
 )
 from ..world import render
 from ..world.judge import exact_match, read_scene
 from .loop import LoopConfig, epoch_batch_indices, train
 from .world_images import (
+    Pictures,
     fit_latent_prior,
+    frozen_chunks,
+    held_out_loss,
+    own_edits,
+    own_pairs,
     prior_read_back_rate,
     read_back_rate,
     save_half,
     validation_pairs,
-    world_batch,
 )
 
 STAGES = ("1", "2")
@@ -76,30 +92,40 @@ class SeedXDetokenizerRecipe:
 
 
 @torch.no_grad()
-def stage1_data(clip: ShapesClip, vae: AutoencoderKL, recipe: SeedXDetokenizerRecipe) -> dict[str, torch.Tensor]:
-    chunk, parts = 256, {"features": [], "latents": []}
-    for k in range(recipe.scenes // chunk):
-        images, _, _ = world_batch(recipe.seed * 10 + 8, k, chunk)
+def stage1_data(clip: ShapesClip, vae: AutoencoderKL, recipe: SeedXDetokenizerRecipe,
+                own: Pictures | None = None) -> dict[str, torch.Tensor]:
+    """(features, latent) of a fixed set of train scenes, or of every own picture."""
+    parts = {"features": [], "latents": []}
+    for images, _, _ in frozen_chunks(own, recipe.seed * 10 + 8, recipe.scenes):
         parts["features"].append(vit_features(clip, images, recipe.pool))
         parts["latents"].append(encode_latents(vae, images))
-    return {k: torch.cat(v) for k, v in parts.items()}
+    return {k: torch.cat(v) for k, v in parts.items() if v}
+
+
+@torch.no_grad()
+def edit_tensors(clip: ShapesClip, vae: AutoencoderKL, sources: list, targets: list, pool: int = 4,
+                 chunk: int = 256) -> dict[str, torch.Tensor]:
+    """Edit pairs as stage 2 reads them: the target's features, the source's latent, the target's latent."""
+    parts = {"features": [], "source": [], "latents": []}
+    for start in range(0, len(targets), chunk):
+        parts["features"].append(vit_features(clip, targets[start:start + chunk], pool))
+        parts["source"].append(encode_latents(vae, sources[start:start + chunk]))
+        parts["latents"].append(encode_latents(vae, targets[start:start + chunk]))
+    return {k: torch.cat(v) for k, v in parts.items() if v}
 
 
 @torch.no_grad()
 def edit_data(clip: ShapesClip, vae: AutoencoderKL, n: int, seed: int, split: str = "train",
               pool: int = 4) -> dict[str, torch.Tensor]:
-    """World edit pairs: the target's features, the source's latent, the target's latent (and scenes)."""
-    parts = {"features": [], "source": [], "latents": []}
+    """World edit pairs: `edit_tensors` (and the scenes), rendered 256 at a time."""
+    parts = []
     scenes = []
     for start in range(0, n, 256):
         records = [make_record("edit", split, i, seed) for i in range(start, min(n, start + 256))]
-        sources = [render(r.scenes[0]) for r in records]
-        targets = [render(r.scenes[1]) for r in records]
-        parts["features"].append(vit_features(clip, targets, pool))
-        parts["source"].append(encode_latents(vae, sources))
-        parts["latents"].append(encode_latents(vae, targets))
+        parts.append(edit_tensors(clip, vae, [render(r.scenes[0]) for r in records],
+                                  [render(r.scenes[1]) for r in records], pool))
         scenes += [(r.scenes[0], r.scenes[1]) for r in records]
-    return {k: torch.cat(v) for k, v in parts.items()} | {"scenes": scenes}
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]} | {"scenes": scenes}
 
 
 def flow_matching_loss(pipe: SeedXDetokenizerPipeline, x0: torch.Tensor, features: torch.Tensor,
@@ -123,16 +149,25 @@ def dropped(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
 
 
 def train_stage1(out: Path, recipe: SeedXDetokenizerRecipe, clip: ShapesClip, vae: AutoencoderKL,
-                 progress: bool = True) -> None:
-    data = stage1_data(clip, vae, recipe)
+                 progress: bool = True, own: Pictures | None = None, own_val: Pictures | None = None) -> None:
+    data = stage1_data(clip, vae, recipe, own)
     features, latents = data["features"], data["latents"]
     negative = mean_colour_features(clip, recipe.pool)
-    val_scenes = validation_pairs()[0]
-    val_features = vit_features(clip, [render(s) for s in val_scenes], recipe.pool)
+    if own is None:
+        val_scenes = validation_pairs()[0]
+        val_features = vit_features(clip, [render(s) for s in val_scenes], recipe.pool)
+
+        def validate_prior(p):
+            return {"read_back": prior_read_back_rate(vae, p, val_features.flatten(1), val_scenes)}
+    else:
+        val = stage1_data(clip, vae, recipe, own_val)
+
+        def validate_prior(p):
+            return held_out_loss(lambda: F.mse_loss(p(val["features"].flatten(1)), val["latents"]))
+    validating = own is None or bool(own_val)
     prior = fit_latent_prior(
         "seedx-detok-prior", features.flatten(1), latents, recipe.prior, out / "prior_run", recipe.batch_prior,
-        recipe.seed + 13, recipe.seed + 14,
-        lambda p: {"read_back": prior_read_back_rate(vae, p, val_features.flatten(1), val_scenes)}, progress)
+        recipe.seed + 13, recipe.seed + 14, validate_prior if validating else None, progress)
 
     torch.manual_seed(recipe.seed + 11)
     resampler = new_resampler("shapes-tiny", embedding_dim=features.shape[-1], num_queries=features.shape[1])
@@ -140,27 +175,34 @@ def train_stage1(out: Path, recipe: SeedXDetokenizerRecipe, clip: ShapesClip, va
     pipe = SeedXDetokenizerPipeline(vae=vae, unet=unet, resampler=resampler, latent_prior=prior,
                                     scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0))
     pipe.set_progress_bar_config(disable=True)
-    n = recipe.unet_scenes
+    n = min(recipe.unet_scenes, len(features))
 
     def loss_fn(step: int):
-        rows = epoch_batch_indices(recipe.seed + 11, step, recipe.batch, n)
+        rows = epoch_batch_indices(recipe.seed + 11, step, min(recipe.batch, n), n)
         keep = torch.rand(len(rows)) >= recipe.feature_dropout
         return flow_matching_loss(pipe, latents[rows], with_negative(features[rows], keep, negative)), {}
 
     def validate():
+        if own is not None:
+            return held_out_loss(lambda: flow_matching_loss(pipe, val["latents"], val["features"]))
         images = pipe(val_features, num_inference_steps=10, generator=torch.Generator().manual_seed(0)).images
         return {"read_back": read_back_rate(val_scenes, images)}
 
-    train("seedx-detok-stage1", _Trainable(resampler, unet), loss_fn, recipe.stage1, out / "stage1_run", validate,
-          progress)
+    train("seedx-detok-stage1", _Trainable(resampler, unet), loss_fn, recipe.stage1, out / "stage1_run",
+          validate if validating else None, progress)
     save_half(pipe, out / "stage1")
 
 
 def train_stage2(out: Path, recipe: SeedXDetokenizerRecipe, clip: ShapesClip, stage1: SeedXDetokenizerPipeline,
-                 progress: bool = True) -> None:
+                 progress: bool = True, own: tuple[list, list] | None = None,
+                 own_val: tuple[list, list] | None = None) -> None:
+    """`own`, `own_val`: (source pictures, target pictures) of own edits, instead of world edits."""
     vae = stage1.vae
-    data = edit_data(clip, vae, recipe.edits, recipe.seed, pool=recipe.pool)
-    val = edit_data(clip, vae, 128, recipe.seed, split="val", pool=recipe.pool)
+    if own is None:
+        data = edit_data(clip, vae, recipe.edits, recipe.seed, pool=recipe.pool)
+        val = edit_data(clip, vae, 128, recipe.seed, split="val", pool=recipe.pool)
+    else:
+        data, val = (edit_tensors(clip, vae, *pictures, pool=recipe.pool) for pictures in (own, own_val))
     negative = mean_colour_features(clip, recipe.pool)
     torch.manual_seed(recipe.seed + 12)
     unet = widen_conv_in(stage1.unet, extra_channels=vae.config.latent_channels)
@@ -169,7 +211,8 @@ def train_stage2(out: Path, recipe: SeedXDetokenizerRecipe, clip: ShapesClip, st
     pipe.set_progress_bar_config(disable=True)
 
     def loss_fn(step: int):
-        rows = epoch_batch_indices(recipe.seed + 12, step, recipe.batch, len(data["features"]))
+        rows = epoch_batch_indices(recipe.seed + 12, step, min(recipe.batch, len(data["features"])),
+                                   len(data["features"]))
         u = torch.rand(len(rows))  # InstructPix2Pix: drop the features 5%, the source 5%, both 5%
         keep_features, keep_source = ~((u < 0.05) | (u >= 0.10) & (u < 0.15)), ~((u >= 0.05) & (u < 0.15))
         return flow_matching_loss(pipe, data["latents"][rows],
@@ -177,15 +220,17 @@ def train_stage2(out: Path, recipe: SeedXDetokenizerRecipe, clip: ShapesClip, st
                                   dropped(data["source"][rows], keep_source)), {}
 
     def validate():
+        if own is not None:
+            return held_out_loss(lambda: flow_matching_loss(pipe, val["latents"], val["features"], val["source"]))
         images = pipe(val["features"], source_image_latents=val["source"], num_inference_steps=10,
                       guidance_scale=1.0, image_guidance_scale=1.0, generator=torch.Generator().manual_seed(0)).images
         drawn = [read_scene(i) for i in images]
         return {"read_back": sum(exact_match(t, d) for (_, t), d in zip(val["scenes"], drawn)) / len(drawn),
                 "kept": kept_share(val["scenes"], drawn)}
 
-    train("seedx-detok-stage2", _Trainable(pipe.resampler, unet), loss_fn, recipe.stage2, out / "stage2_run", validate,
-          progress)
-    save_half(pipe, out / "stage2")
+    train("seedx-detok-stage2", _Trainable(pipe.resampler, unet), loss_fn, recipe.stage2, out / "stage2_run",
+          validate if own is None or val else None, progress)
+    save_half(pipe, out / "stage2", stage1_dir=out / "stage1")  # its frozen VAE and prior stay stored in stage 1 only
 
 
 class _Trainable(torch.nn.Module):
@@ -196,18 +241,33 @@ class _Trainable(torch.nn.Module):
         self.resampler, self.unet = resampler, unet
 
 
+def own_stage_data(data: StageData, size: int, stages) -> dict[str, dict]:
+    """Own data as the stages read it, each picture loaded once: stage 1 every picture (pairs' images,
+    both pictures of each edit), stage 2 the edits; a DataError when stage 2 is asked without edits."""
+    if "2" in stages and not data.train.get("edits"):
+        raise DataError("seedx-detokenizer stage 2 learns from edits: give an edits data set with --data")
+    by_split = {}
+    for split in ("train", "val"):
+        pairs, (sources, targets) = own_pairs(data, split, size), own_edits(data, split, size)
+        every = Pictures(pairs.images + sources + targets, pairs.texts + [""] * 2 * len(sources))
+        by_split[split] = {"1": every, "2": (sources, targets)}
+    return {stage: {"own": by_split["train"][stage], "own_val": by_split["val"][stage]} for stage in STAGES}
+
+
 def train_seedx_detokenizer(out: str | Path, clip: ShapesClip, vae: AutoencoderKL,
                             recipe: SeedXDetokenizerRecipe | None = None, stages=STAGES,
-                            progress: bool = True) -> Path:
-    """Stage 1 (or reuse OUT/stage1), then stage 2 if asked; `vae` is the project's palette VAE."""
+                            progress: bool = True, data: StageData | None = None) -> Path:
+    """Stage 1 (or reuse OUT/stage1), then stage 2 if asked; `vae` is the project's palette VAE. With
+    `data` (own pairs and edits) both learn from it."""
     recipe = recipe or SeedXDetokenizerRecipe()
     out = Path(out)
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     clip.requires_grad_(False)
     vae.requires_grad_(False)
+    own = own_stage_data(data, clip.config.vision.image_size, stages) if data is not None else {s: {} for s in STAGES}
     if "1" in stages:
-        train_stage1(out, recipe, clip, vae, progress)
+        train_stage1(out, recipe, clip, vae, progress, **own["1"])
     if "2" in stages:
         # always from the saved stage 1, so `--stage 2` after `--stage 1` trains what `--stage both` does
-        train_stage2(out, recipe, clip, SeedXDetokenizerPipeline.from_pretrained(out / "stage1"), progress)
+        train_stage2(out, recipe, clip, SeedXDetokenizerPipeline.from_pretrained(out / "stage1"), progress, **own["2"])
     return out

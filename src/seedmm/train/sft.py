@@ -14,6 +14,14 @@ second copy of the model, which the 60 MB budget of the shipped checkpoints has 
 projection's weight change truncated to its top `adapter_rank` singular directions, the norms and
 the output head whole (`lora_from_finetune`).
 
+With your own data (`--data`: LLaVA conversations and/or edits) in place of the world's records:
+the pictures pretokenized once at the start with the LLM's image tokenizer (`user_code_records`),
+the conversations trained as they are and the edits as the world's edit task
+(`USER_BUILDERS`, `USER_TASK_WEIGHTS`), in the LLM's own text tokenizer; no VQA-first stage (its VQA
+is the world's); validation on the held-out records (`StageData.val`), skipped when there are none.
+An LLM whose text tokenizer cannot spell the data (the shipped one learnt the world's alphabet) is
+refused: train the LLM on the data first (`seedmm train llm --data`).
+
 Why full by default: tuned on image VQA alone (bench/context_lookup.py --context image), every
 weight reaches 78.3% after 300 steps at 1.15 s a step where LoRA r 16 reaches 70.0% at 1.9 s.
 """
@@ -29,15 +37,20 @@ from pathlib import Path
 import torch
 
 from ..atomic import save_directory_atomically
-from ..data.codes import world_code_records
+from ..data.codes import user_code_records, world_code_records
 from ..data.instructions import (
     BUILDERS,
     SOURCE,
     TASK_WEIGHTS,
+    USER_BUILDERS,
+    USER_SOURCE,
+    USER_TASK_WEIGHTS,
     changed_code_weights,
     conversation_ids,
 )
 from ..data.sequences import pad_batch
+from ..data.user_records import DataError
+from ..data.user_training import StageData, validation_line
 from ..models.llm import SeedLlama
 from ..world import render
 from ..world.scene import Scene
@@ -49,6 +62,11 @@ LORA_LOOP = LoopConfig(steps=900, lr=2e-3, warmup=30, eval_every=300, save_every
 # The validation batch holds every task, 20 to 314 tokens a row: in 16 length groups its loss takes 1.2 s,
 # in 4 2.3 s, whole 10.8 s (and a 0.5 GB tensor of logits). It never touches the weights.
 VALIDATION_LENGTH_GROUPS = 16
+# An LLM is refused for your data when more of the data's texts than this hold a character its text
+# tokenizer spells as <unk>: text the model can neither read nor ever write back. The shipped
+# tokenizer learnt the world's alphabet (lower case, digits, a few capitals and signs): "How", "Four."
+# or "astronaut's" hold one.
+MAX_UNSPELLED_TEXTS = 0.1
 
 
 @dataclass
@@ -115,32 +133,49 @@ def blank_canvas_codes(image_tokenizer) -> list[int]:
     return image_tokenizer.encode([render(Scene())])[0].tolist()
 
 
-def sft_mixture(tok, records: dict, recipe: SftRecipe, blank: list[int] | None = None, stage: str = "sft") -> Mixture:
+def sft_mixture(tok, records: dict, recipe: SftRecipe, blank: list[int] | None = None, stage: str = "sft",
+                builders: dict = BUILDERS, source: dict = SOURCE) -> Mixture:
     """The training mixture; `blank`: the image tokenizer's codes of an empty canvas, given when
-    `recipe.kept_object_weight` weighs the kept objects (changed_code_weights)."""
+    `recipe.kept_object_weight` weighs the kept objects (changed_code_weights). `builders` and
+    `source`: each task's conversation builder and the records it reads (your own data: USER_…)."""
 
     def make(kind: str, index: int, rng: random.Random):
-        ids, labels = conversation_ids(tok, BUILDERS[kind](records[SOURCE[kind]][index], rng))
+        ids, labels = conversation_ids(tok, builders[kind](records[source[kind]][index], rng))
         weights = changed_code_weights(tok, ids, labels, recipe.changed_code_weight, blank, recipe.kept_object_weight)
         return ids, labels, weights
 
-    sizes = {kind: len(records[SOURCE[kind]]) for kind in recipe.weights}
+    sizes = {kind: len(records[source[kind]]) for kind in recipe.weights}
     return Mixture(make, sizes, recipe.weights, recipe.batch_tokens, tok.pad_id, f"{stage}/{recipe.seed}",
                    mixed=recipe.mixed_batches)
 
 
-def validation_batch(tok, val_records: dict, recipe: SftRecipe) -> dict[str, torch.Tensor]:
-    """One conversation per val record of every task (fixed rng): the validation loss."""
+def validation_batch(tok, val_records: dict, recipe: SftRecipe, builders: dict = BUILDERS,
+                     source: dict = SOURCE) -> dict[str, torch.Tensor] | None:
+    """One conversation per val record of every task (fixed rng): the validation loss; None without one."""
     rng = random.Random(f"sft-val/{recipe.seed}")
-    return pad_batch([conversation_ids(tok, BUILDERS[kind](r, rng)) for kind in recipe.weights
-                      for r in val_records.get(SOURCE[kind], [])], tok.pad_id)
+    rows = [conversation_ids(tok, builders[kind](r, rng)) for kind in recipe.weights
+            for r in val_records.get(source[kind], [])]
+    return pad_batch(rows, tok.pad_id) if rows else None
+
+
+def refuse_unspelled(text_tokenizer, texts: list[str], llm_dir: Path) -> None:
+    """A DataError (one line) if the LLM's text tokenizer spells more than MAX_UNSPELLED_TEXTS of the
+    data's texts with <unk>."""
+    unk = text_tokenizer.unk_token_id
+    unspelled = [t for t in texts if unk is not None and unk in text_tokenizer.encode(t, add_special_tokens=False)]
+    if texts and len(unspelled) > MAX_UNSPELLED_TEXTS * len(texts):
+        raise DataError(f"the text tokenizer of the LLM at {llm_dir} cannot spell {len(unspelled)} of the data's "
+                        f"{len(texts)} texts ({100 * len(unspelled) / len(texts):.0f}%, e.g. {unspelled[0]!r}): train "
+                        "the LLM on your data first with `seedmm train llm --data`, then tune it with --llm OUT/llm")
 
 
 def train_sft(out: str | Path, llm_dir: str | Path, tokenizer_dir: str | Path | None = None,
-              recipe: SftRecipe | None = None, progress: bool = True) -> Path:
+              recipe: SftRecipe | None = None, progress: bool = True, data: StageData | None = None) -> Path:
     """LoRA instruction tuning of the SEED-LLaMA at `llm_dir`; returns the adapter directory OUT/llm-sft.
     The records are pretokenized with the image tokenizer the LLM was trained on (`tokenizer_dir`, if
-    given, must be that one: codes of another codebook would teach it nonsense)."""
+    given, must be that one: codes of another codebook would teach it nonsense). `data`: your own
+    conversations and edits in place of the world's records (`recipe.weights` then USER_TASK_WEIGHTS
+    over the formats given)."""
     from peft import LoraConfig, get_peft_model
 
     recipe = recipe or SftRecipe()
@@ -148,11 +183,22 @@ def train_sft(out: str | Path, llm_dir: str | Path, tokenizer_dir: str | Path | 
         raise ValueError(f"the task mixture is a number of steps >= 1 (--mixture-steps), not {recipe.loop.steps}")
     out, llm_dir = Path(out), Path(llm_dir)
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    val_counts = {SOURCE[kind]: recipe.val_records for kind in recipe.weights}
     llm = SeedLlama.from_pretrained(llm_dir, image_tokenizer=str(tokenizer_dir) if tokenizer_dir else None)
-    llm.component("image_tokenizer")  # checks its fingerprint against the one the LLM recorded
+    image_tokenizer = llm.component("image_tokenizer")  # checks its fingerprint against the one the LLM recorded
     tokenizer_dir = llm.source("image_tokenizer")
-    records = world_code_records(out, {"train": recipe.records, "val": val_counts}, recipe.seed, tokenizer_dir, progress)
+    builders, source = BUILDERS, SOURCE
+    if data is None:
+        val_counts = {SOURCE[kind]: recipe.val_records for kind in recipe.weights}
+        records = world_code_records(out, {"train": recipe.records, "val": val_counts}, recipe.seed, tokenizer_dir,
+                                     progress)
+    else:
+        refuse_unspelled(llm.tokenizer.text, data.texts(), llm_dir)
+        records = user_code_records(data, image_tokenizer)
+        builders, source = USER_BUILDERS, USER_SOURCE
+        weights = {kind: w for kind, w in USER_TASK_WEIGHTS.items() if source[kind] in records["train"]}
+        recipe = replace(recipe, weights=weights, vqa_first_steps=0, kept_object_weight=1.0)  # VQA, canvas: the world's
+        if progress:
+            print(f"sft: {validation_line(data)}")
     torch.manual_seed(recipe.seed)
     if recipe.keep_token:
         llm.add_keep_token(recipe.seed)
@@ -167,13 +213,14 @@ def train_sft(out: str | Path, llm_dir: str | Path, tokenizer_dir: str | Path | 
     blank = None
     if recipe.kept_object_weight != 1.0:
         blank = blank_canvas_codes(llm.component("image_tokenizer"))
-    val = validation_batch(llm.tokenizer, records["val"], recipe)
-    val_loss = lambda m: float(batch_loss(m, val, VALIDATION_LENGTH_GROUPS))  # noqa: E731
-    validate = lambda: {"val_loss": val_loss(model)}  # noqa: E731
+    val = validation_batch(llm.tokenizer, records["val"], recipe, builders, source)
+    val_loss = lambda m: float(batch_loss(m, val, VALIDATION_LENGTH_GROUPS))
+    validate = (lambda: {"val_loss": val_loss(model)}) if val is not None else None
 
     def stage(suffix: str, weights: dict, steps: int) -> None:
         """`steps` batches of the task mixture `weights`, checkpointed in OUT/sft{suffix}."""
-        batches = sft_mixture(llm.tokenizer, records["train"], replace(recipe, weights=weights), blank, f"sft{suffix}")
+        batches = sft_mixture(llm.tokenizer, records["train"], replace(recipe, weights=weights), blank, f"sft{suffix}",
+                              builders, source)
         train(f"sft-{recipe.tuning}{suffix}", model, lambda s: (batch_loss(model, batches(s), recipe.length_groups), {}),
               replace(recipe.loop, steps=steps), out / f"sft{suffix}", validate, progress)
 
@@ -184,10 +231,10 @@ def train_sft(out: str | Path, llm_dir: str | Path, tokenizer_dir: str | Path | 
         stage("-edit-tail", edit_tail_weights(recipe.weights, recipe.edit_tail_share), recipe.edit_tail_steps)
     if recipe.tuning == "full":
         with torch.no_grad():  # what the truncation to rank costs, on the validation loss
-            tuned_val = val_loss(model.eval())
+            tuned_val = val_loss(model.eval()) if val is not None else None
             model = lora_from_finetune(SeedLlama.from_pretrained(llm_dir).model, model, recipe.adapter_rank)
-            stored_val = val_loss(model.eval())
-        if progress:
+            stored_val = val_loss(model.eval()) if val is not None else None
+        if progress and val is not None:
             print(f"sft: validation loss {tuned_val:.4f} fine-tuned, {stored_val:.4f} stored as a "
                   f"rank-{recipe.adapter_rank} adapter")
     target = out / "llm-sft"

@@ -20,6 +20,9 @@ Each stage resumes from its newest complete checkpoint in OUT/<stage>/checkpoint
 Stages 0 and I draw fresh train-split batches (batch s is a function of (seed, s)). Stage II's
 frozen parts (ViT, text tower) run once for a fixed set of scenes and the steps go to the
 trainable parts; batches are epoch-wise shuffles, again a function of (seed, s).
+With own data (`data`: pairs) every stage learns from its pictures and captions instead, epoch-wise;
+stage 0's text tower and the caption decoder speak its byte-level BPE (`stage_text_tokenizer`), and
+each stage validates with its loss on the held-out pairs (none held out: no validation).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import torch
 from torch.nn import functional as F
 
 from ..atomic import save_directory_atomically
+from ..data.user_training import StageData, stage_text_tokenizer
 from ..eval.retrieval import held_out_pairs, retrieval_metrics
 from ..eval.tokenizer import caption_exact_rate
 from ..models.clip import ShapesClip, contrastive_loss
@@ -38,7 +42,15 @@ from ..models.detokenizer import encode_latents
 from ..models.tokenizer import SeedTokenizer, preset
 from ..world import render
 from .loop import LoopConfig, epoch_batch_indices, train
-from .world_images import prior_read_back_rate, world_batch
+from .world_images import (
+    Pictures,
+    batches,
+    frozen_chunks,
+    held_out_loss,
+    own_pairs,
+    prior_read_back_rate,
+    world_batch,
+)
 
 STAGES = ("0", "1", "2", "3")
 
@@ -95,22 +107,31 @@ def _validation_pairs(n: int = 256):
 
 # ---------------------------------------------------------------- stage 0
 
-def train_stage0(out: Path, recipe: TokenizerRecipe, progress: bool = True) -> ShapesClip:
+def train_stage0(out: Path, recipe: TokenizerRecipe, progress: bool = True, own: Pictures | None = None,
+                 own_val: Pictures | None = None, text_tokenizer=None) -> ShapesClip:
     torch.manual_seed(recipe.seed)
-    clip = ShapesClip.new()
-    val_images, val_texts = _validation_pairs()
-    val_pixels = clip.pixel_values(val_images)
+    clip = ShapesClip.new(text_tokenizer=text_tokenizer)
+    draw = batches(own, recipe.paraphrase_rate)
 
     def loss_fn(step: int):
-        images, texts, keys = world_batch(recipe.seed * 10, step, recipe.batch0, recipe.paraphrase_rate)
+        images, texts, keys = draw(recipe.seed * 10, step, recipe.batch0)
         loss = clip.contrastive_loss(clip.pixel_values(images), texts, keys)
         return loss, {"scale": float(clip.logit_scale.detach().exp())}
 
-    def validate():
-        m = retrieval_metrics(clip.image_embeds(val_pixels), clip.text_embeds(val_texts))
-        return {"val_i2t_R@1": m["image_to_text"]["R@1"], "val_t2i_R@1": m["text_to_image"]["R@1"]}
+    if own is None:
+        val_images, val_texts = _validation_pairs()
+        val_pixels = clip.pixel_values(val_images)
 
-    train("stage0-clip", clip, loss_fn, recipe.stage0, out / "stage0", validate, progress)
+        def validate():
+            m = retrieval_metrics(clip.image_embeds(val_pixels), clip.text_embeds(val_texts))
+            return {"val_i2t_R@1": m["image_to_text"]["R@1"], "val_t2i_R@1": m["text_to_image"]["R@1"]}
+    else:
+        def validate():
+            images, texts, keys = own_val.everything()
+            return held_out_loss(lambda: clip.contrastive_loss(clip.pixel_values(images), texts, keys))
+
+    train("stage0-clip", clip, loss_fn, recipe.stage0, out / "stage0", validate if own is None or own_val else None,
+          progress)
     save_directory_atomically(out / "clip", clip.save_pretrained)
     return clip
 
@@ -135,7 +156,8 @@ def _freeze(*modules) -> None:
             p.requires_grad_(False)
 
 
-def train_stage1(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, progress: bool = True) -> SeedTokenizer:
+def train_stage1(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, progress: bool = True,
+                 own: Pictures | None = None, own_val: Pictures | None = None) -> SeedTokenizer:
     tok = new_tokenizer(recipe, clip)
     _freeze(clip, tok)
     trainable = [tok.qformer, tok.vision_proj, tok.text_proj]
@@ -146,14 +168,12 @@ def train_stage1(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, progress:
         for p in m.parameters():
             p.requires_grad_(True)
     tok.temp.requires_grad_(True)
-    val_images, val_texts = _validation_pairs()
-    val_pixels = tok.pixel_values(val_images)
-    with torch.no_grad():
-        val_text_features = clip.text_features(val_texts)
-    val_caption_ids = clip.tokenize(val_texts)
+    draw = batches(own, recipe.paraphrase_rate)
 
     def loss_fn(step: int):
-        images, texts, keys = world_batch(recipe.seed * 10 + 1, step, recipe.batch1, recipe.paraphrase_rate)
+        return losses(*draw(recipe.seed * 10 + 1, step, recipe.batch1))
+
+    def losses(images, texts, keys):
         with torch.no_grad():
             image_tokens = tok.visual_encoder(tok.pixel_values(images))
             text_features = clip.text_features(texts)
@@ -169,15 +189,26 @@ def train_stage1(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, progress:
             logs["itg"] = float(itg.detach())
         return loss, logs
 
-    def validate():
-        causal = tok.causal_embeddings(val_pixels)
-        m = retrieval_metrics(tok.contrastive_image_feature(causal), tok.contrastive_text_feature(val_text_features))
-        logs = {"val_i2t_R@1": m["image_to_text"]["R@1"], "val_t2i_R@1": m["text_to_image"]["R@1"]}
-        if captions:
-            logs["val_caption_exact"] = caption_exact_rate(tok, causal, val_caption_ids)
-        return logs
+    if own is None:
+        val_images, val_texts = _validation_pairs()
+        val_pixels = tok.pixel_values(val_images)
+        with torch.no_grad():
+            val_text_features = clip.text_features(val_texts)
+        val_caption_ids = clip.tokenize(val_texts)
 
-    train("stage1-qformer", tok, loss_fn, recipe.stage1, out / "stage1", validate, progress)
+        def validate():
+            causal = tok.causal_embeddings(val_pixels)
+            m = retrieval_metrics(tok.contrastive_image_feature(causal), tok.contrastive_text_feature(val_text_features))
+            logs = {"val_i2t_R@1": m["image_to_text"]["R@1"], "val_t2i_R@1": m["text_to_image"]["R@1"]}
+            if captions:
+                logs["val_caption_exact"] = caption_exact_rate(tok, causal, val_caption_ids)
+            return logs
+    else:
+        def validate():
+            return held_out_loss(lambda: losses(*own_val.everything())[0])
+
+    train("stage1-qformer", tok, loss_fn, recipe.stage1, out / "stage1", validate if own is None or own_val else None,
+          progress)
     save_directory_atomically(out / "stage1" / "tokenizer", tok.save_pretrained)
     return tok
 
@@ -192,14 +223,13 @@ def codebook_health(ids: torch.Tensor, num_codes: int) -> dict[str, float]:
 
 
 @torch.no_grad()
-def frozen_targets(tok: SeedTokenizer, clip: ShapesClip, recipe: TokenizerRecipe) -> dict:
-    """Stage II's inputs and targets for a fixed set of train scenes, computed once: the ViT, text
-    tower (and, as in the paper, the Q-Former) are frozen, so recomputing them every step (most of a
-    step's cost) buys nothing. When stage II trains the Q-Former, the ViT tokens are kept instead of its outputs."""
+def frozen_targets(tok: SeedTokenizer, clip: ShapesClip, recipe: TokenizerRecipe, chunks) -> dict:
+    """Stage II's inputs and targets for a fixed set of train scenes (`chunks` of (images, texts,
+    keys)), computed once: the ViT, text tower (and, as in the paper, the Q-Former) are frozen, so
+    recomputing them every step (most of a step's cost) buys nothing. When stage II trains the
+    Q-Former, the ViT tokens are kept instead of its outputs."""
     parts = {"causal": [], "image_tokens": [], "conditioning": [], "text_features": [], "text_tokens": [], "keys": []}
-    chunk = 256
-    for k in range(recipe.stage2_scenes // chunk):
-        images, texts, keys = world_batch(recipe.seed * 10 + 2, k, chunk, recipe.paraphrase_rate)
+    for images, texts, keys in chunks:
         pixels = tok.pixel_values(images)
         tokens = tok.visual_encoder(pixels)
         text = clip.text_outputs(texts)
@@ -216,7 +246,7 @@ def frozen_targets(tok: SeedTokenizer, clip: ShapesClip, recipe: TokenizerRecipe
 
 
 def train_stage2(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, tok: SeedTokenizer,
-                 progress: bool = True) -> SeedTokenizer:
+                 progress: bool = True, own: Pictures | None = None, own_val: Pictures | None = None) -> SeedTokenizer:
     cfg = tok.config
     _freeze(clip, tok)
     trainable = [tok.encode_task_layer, tok.quantize, tok.decode_task_layer, tok.blocks]
@@ -234,19 +264,22 @@ def train_stage2(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, tok: Seed
     tok.pos_embed.requires_grad_(True)
     if cfg.v2_head:
         tok.pos_embed_image.requires_grad_(True)
-    val_images, val_texts = _validation_pairs()
-    val_caption_ids = clip.tokenize(val_texts)
-    data = frozen_targets(tok, clip, recipe)
+    if own is None:
+        val_images, val_texts = _validation_pairs()
+        val_caption_ids = clip.tokenize(val_texts)
+    data = frozen_targets(tok, clip, recipe, frozen_chunks(own, recipe.seed * 10 + 2, recipe.stage2_scenes,
+                                                           recipe.paraphrase_rate))
     n = len(data["keys"])
+    batch = min(recipe.batch2, n)
 
-    def causal_embeddings(rows: torch.Tensor) -> torch.Tensor:
-        return tok.qformer(data["image_tokens"][rows]) if recipe.stage2_trains_qformer else data["causal"][rows]
+    def causal_embeddings(rows: torch.Tensor, d: dict = data) -> torch.Tensor:
+        return tok.qformer(d["image_tokens"][rows]) if recipe.stage2_trains_qformer else d["causal"][rows]
 
     def restart_dead_codes(step: int) -> None:
         """Codes no encoder output of a 2,048-token sample picks restart at random encoder outputs
         (a common VQ fix: without it most of the codebook never gets used)."""
         with torch.no_grad():
-            rows = epoch_batch_indices(recipe.seed + 1, step, 64, n)
+            rows = epoch_batch_indices(recipe.seed + 1, step, min(64, n), n)
             z = tok.encode_task_layer(causal_embeddings(rows)).flatten(0, 1)
             ids = torch.cdist(z, tok.quantize.embedding.weight).argmin(1)
             dead = torch.bincount(ids, minlength=cfg.num_codes) == 0
@@ -255,22 +288,26 @@ def train_stage2(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, tok: Seed
                 tok.quantize.embedding.weight[dead] = z[pick] + 0.01 * torch.randn_like(z[pick])
 
     def loss_fn(step: int):
-        rows = epoch_batch_indices(recipe.seed, step, recipe.batch2, n)
+        rows = epoch_batch_indices(recipe.seed, step, batch, n)
         causal = causal_embeddings(rows)
-        keys = [data["keys"][i] for i in rows.tolist()]
-        if step == 0:  # data-dependent codebook init: rows start at encoder outputs
+        if step == 0:  # data-dependent codebook init: rows start at encoder outputs (repeated if fewer)
             with torch.no_grad():
                 z = tok.encode_task_layer(causal).flatten(0, 1)
-                tok.quantize.embedding.weight.copy_(z[torch.randperm(len(z))[: cfg.num_codes] % len(z)])
+                pick = torch.randperm(len(z)).repeat(-(-cfg.num_codes // len(z)))[: cfg.num_codes]
+                tok.quantize.embedding.weight.copy_(z[pick])
         elif recipe.dead_code_every and step % recipe.dead_code_every == 0 and step <= 0.5 * recipe.stage2.steps:
             restart_dead_codes(step)
-        ids, quantized, vq_loss = tok.quantize_embeddings(causal)
+        return losses(rows, causal)
+
+    def losses(rows: torch.Tensor, causal: torch.Tensor, d: dict = data):
+        keys = [d["keys"][i] for i in rows.tolist()]
+        _, quantized, vq_loss = tok.quantize_embeddings(causal)
         decoded = tok.decode_task_layer(quantized)
         recon = tok.reconstruct(decoded)
         cos = F.cosine_similarity(recon, causal.detach(), dim=-1).mean()
         loss = 5 * vq_loss + 2 * (1 - cos)
         logs = {"vq": float(vq_loss.detach()), "cos": float(cos.detach())}
-        text = tok.contrastive_text_feature(data["text_features"][rows])
+        text = tok.contrastive_text_feature(d["text_features"][rows])
         scale = 1 / tok.temp.clamp(0.001, 0.5)
         if recipe.code_contrastive_weight:
             itc = contrastive_loss(tok.contrastive_image_feature(recon), text, scale, keys)
@@ -281,19 +318,25 @@ def train_stage2(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, tok: Seed
             loss = loss + itc_causal
             logs["itc_causal"] = float(itc_causal.detach())
         if recipe.code_caption_weight and cfg.has_caption_decoder:
-            itg = tok.caption_loss(recon, data["caption_ids"][rows])
+            itg = tok.caption_loss(recon, d["caption_ids"][rows])
             loss = loss + recipe.code_caption_weight * itg
             logs["itg"] = float(itg.detach())
         if cfg.v2_head:
-            mse2 = F.mse_loss(tok.generation_from_decoded(decoded), data["conditioning"][rows])
+            mse2 = F.mse_loss(tok.generation_from_decoded(decoded), d["conditioning"][rows])
             loss = loss + 0.5 * mse2
             logs["mse_v2"] = float(mse2.detach())
         if cfg.v1_head:
             k = recipe.v1_rows or len(rows)
-            mse1 = F.mse_loss(tok.reverse_from_decoded(decoded[:k]), data["text_tokens"][rows[:k]])
+            mse1 = F.mse_loss(tok.reverse_from_decoded(decoded[:k]), d["text_tokens"][rows[:k]])
             loss = loss + 0.5 * mse1
             logs["mse_v1"] = float(mse1.detach())
         return loss, logs
+
+    val = frozen_targets(tok, clip, recipe, frozen_chunks(own_val, 0, 0)) if own is not None and own_val else None
+
+    def validate_own():
+        rows = torch.arange(len(val["keys"]))
+        return held_out_loss(lambda: losses(rows, causal_embeddings(rows, val), val)[0])
 
     def validate():
         pixels = tok.pixel_values(val_images)
@@ -307,7 +350,8 @@ def train_stage2(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, tok: Seed
             logs["val_code_caption_exact"] = caption_exact_rate(tok, recon, val_caption_ids)
         return logs
 
-    train("stage2-codebook", tok, loss_fn, recipe.stage2, out / "stage2", validate, progress)
+    train("stage2-codebook", tok, loss_fn, recipe.stage2, out / "stage2",
+          validate if own is None else validate_own if own_val else None, progress)
     save_directory_atomically(out / "tokenizer", tok.save_pretrained)
     return tok
 
@@ -364,22 +408,35 @@ def train_stage3(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, tok: Seed
 
 
 def train_tokenizer(out: str | Path, recipe: TokenizerRecipe | None = None, stages=STAGES[:3],
-                    detokenizer_dir=None, progress: bool = True) -> Path:
+                    detokenizer_dir=None, progress: bool = True, data: StageData | None = None,
+                    text_tokenizer: str | None = None) -> Path:
     """Run the requested stages in order; each later stage loads what the earlier ones saved in OUT.
-    Stage III needs `detokenizer_dir` (a v2 de-tokenizer trained with OUT/clip)."""
+    Stage III needs `detokenizer_dir` (a v2 de-tokenizer trained with OUT/clip). With `data` (own
+    pairs) stages 0–II learn from it; stage 0's text tokenizer is `text_tokenizer` (a directory) or
+    a byte-level BPE of its captions (OUT/text_tokenizer)."""
     recipe = recipe or TokenizerRecipe()
     out = Path(out)
     if "3" in stages and detokenizer_dir is None:
         raise ValueError("stage 3 fits the generation head to a v2 de-tokenizer: pass its directory "
                          "(seedmm train tokenizer --detokenizer DIR)")
+    if "3" in stages and data is not None:
+        raise ValueError("stage 3 learns from world scenes through a de-tokenizer; run it without --data")
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    clip = train_stage0(out, recipe, progress) if "0" in stages else ShapesClip.from_pretrained(out / "clip")
+    own = {}
+    if data is not None:
+        size = preset(recipe.preset).vision.image_size
+        own = {"own": own_pairs(data, "train", size), "own_val": own_pairs(data, "val", size)}
+    if "0" in stages:
+        words = stage_text_tokenizer(data, out, text_tokenizer) if data is not None else None
+        clip = train_stage0(out, recipe, progress, text_tokenizer=words, **own)
+    else:
+        clip = ShapesClip.from_pretrained(out / "clip")
     if "1" in stages:
-        tok = train_stage1(out, recipe, clip, progress)
+        tok = train_stage1(out, recipe, clip, progress, **own)
     elif "2" in stages:
         tok = SeedTokenizer.from_pretrained(out / "stage1" / "tokenizer")
     if "2" in stages:
-        train_stage2(out, recipe, clip, tok, progress)
+        train_stage2(out, recipe, clip, tok, progress, **own)
     if "3" in stages:
         tok = tok if "2" in stages else SeedTokenizer.from_pretrained(out / "tokenizer")
         train_stage3(out, recipe, clip, tok, detokenizer_dir, progress)
