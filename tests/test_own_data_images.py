@@ -37,7 +37,7 @@ def train(stage: str, out, *data, extra=()) -> None:
 
 def history(run) -> list[dict]:
     """The logged history of a loop's run directory, from its newest checkpoint (train/loop.py)."""
-    newest = sorted((run / "checkpoints").glob("step-*"))[-1]
+    newest = max((run / "checkpoints").glob("step-*"))
     return json.loads((newest / "state.json").read_text())["history"]
 
 

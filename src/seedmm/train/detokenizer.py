@@ -47,7 +47,6 @@ from ..world import render
 from .loop import LoopConfig, epoch_batch_indices, train
 from .world_images import (
     Pictures,
-    batches,
     fit_latent_prior,
     frozen_chunks,
     held_out_loss,
@@ -56,6 +55,7 @@ from .world_images import (
     read_back_rate,
     save_half,
     validation_pairs,
+    world_batch,
 )
 
 STAGES = ("vae", "v2", "v1")
@@ -112,7 +112,7 @@ def train_vae(out: Path, recipe: DetokenizerRecipe, progress: bool = True, own: 
               own_val: Pictures | None = None) -> AutoencoderKL:
     torch.manual_seed(recipe.seed)
     vae = new_palette_vae(recipe.vae_widths, recipe.latent_channels)
-    draw = batches(own)
+    draw = own.batch if own is not None else world_batch
 
     def loss_fn(step: int):
         return losses(palette_indices(draw(recipe.seed * 10 + 5, step, recipe.batch_vae)[0]))

@@ -44,7 +44,6 @@ from ..world import render
 from .loop import LoopConfig, epoch_batch_indices, train
 from .world_images import (
     Pictures,
-    batches,
     frozen_chunks,
     held_out_loss,
     own_pairs,
@@ -111,7 +110,8 @@ def train_stage0(out: Path, recipe: TokenizerRecipe, progress: bool = True, own:
                  own_val: Pictures | None = None, text_tokenizer=None) -> ShapesClip:
     torch.manual_seed(recipe.seed)
     clip = ShapesClip.new(text_tokenizer=text_tokenizer)
-    draw = batches(own, recipe.paraphrase_rate)
+    draw = own.batch if own is not None else \
+        lambda seed, step, size: world_batch(seed, step, size, recipe.paraphrase_rate)
 
     def loss_fn(step: int):
         images, texts, keys = draw(recipe.seed * 10, step, recipe.batch0)
@@ -168,7 +168,8 @@ def train_stage1(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, progress:
         for p in m.parameters():
             p.requires_grad_(True)
     tok.temp.requires_grad_(True)
-    draw = batches(own, recipe.paraphrase_rate)
+    draw = own.batch if own is not None else \
+        lambda seed, step, size: world_batch(seed, step, size, recipe.paraphrase_rate)
 
     def loss_fn(step: int):
         return losses(*draw(recipe.seed * 10 + 1, step, recipe.batch1))

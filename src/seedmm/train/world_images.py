@@ -10,7 +10,6 @@ import copy
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields, replace
-from functools import partial
 
 import torch
 from diffusers import AutoencoderKL
@@ -133,11 +132,6 @@ def own_edits(data: StageData, split: str, size: int) -> tuple[list, list]:
     """(source pictures, target pictures) of the edits of own data's `split`, at size × size."""
     _, pictures = load_pictures(getattr(data, split).get("edits", []), size, data.bad)
     return [source for source, _ in pictures], [target for _, target in pictures]
-
-
-def batches(own: Pictures | None, paraphrase_rate: float = 0.0) -> Callable:
-    """`draw(seed, step, size) -> (images, texts, keys)`: own pictures, else fresh world scenes."""
-    return own.batch if own is not None else partial(world_batch, paraphrase_rate=paraphrase_rate)
 
 
 def frozen_chunks(own: Pictures | None, seed: int, n: int, paraphrase_rate: float = 0.0, chunk: int = 256):
