@@ -106,14 +106,20 @@ def world_code_records(out: Path, counts: dict[str, dict[str, int]], seed: int, 
                  progress: bool = True) -> dict[str, dict]:
     """Export (once) and pretokenize (resumably) `counts` = {split: {task: n}} world records into
     OUT/world and OUT/codes — the data preparation every LLM recipe starts with; returns {split: {task: [records]}}."""
+    from ..train.distributed import main_process_writes
+
     world = out / "world"
-    for split, tasks in counts.items():
-        for task, n in tasks.items():
-            manifest = world / "manifest.json"
-            have = json.loads(manifest.read_text()).get("splits", {}).get(split, {}).get(task) if manifest.exists() else None
-            if not have or have["n"] != n or have["seed"] != seed:
-                export_world([task], n, seed, world, split, progress=progress)
-    pretokenize(world, out / "codes", tokenizer_dir, progress=progress)
+
+    def prepare() -> None:
+        for split, tasks in counts.items():
+            for task, n in tasks.items():
+                manifest = world / "manifest.json"
+                have = json.loads(manifest.read_text()).get("splits", {}).get(split, {}).get(task) if manifest.exists() else None
+                if not have or have["n"] != n or have["seed"] != seed:
+                    export_world([task], n, seed, world, split, progress=progress)
+        pretokenize(world, out / "codes", tokenizer_dir, progress=progress)
+
+    main_process_writes(prepare)  # under torchrun by rank 0; every rank then reads the shards
     records = code_records_by_split(out / "codes")
     return {split: records.get(split, {}) for split in counts}
 

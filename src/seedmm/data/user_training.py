@@ -112,10 +112,12 @@ def stage_text_tokenizer(data: StageData, out: str | os.PathLike, given: str | o
 
     if given is not None:
         return load_text_tokenizer(given)
+    from ..train.distributed import main_process_writes
+
     directory = Path(out) / TEXT_TOKENIZER_DIR
-    if directory.is_dir():
-        return load_text_tokenizer(directory)
-    return train_text_bpe(data.texts(), directory, vocab_size)
+    if not directory.is_dir():  # under torchrun rank 0 learns it; every rank loads the one it saved
+        main_process_writes(lambda: train_text_bpe(data.texts(), directory, vocab_size))
+    return load_text_tokenizer(directory)
 
 
 def report_bad_records(data: StageData, out: str | os.PathLike, print_line=print) -> None:

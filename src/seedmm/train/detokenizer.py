@@ -28,7 +28,6 @@ import torch
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
 from torch.nn import functional as F
 
-from ..atomic import save_directory_atomically
 from ..data.user_training import StageData
 from ..models.clip import ShapesClip
 from ..models.detokenizer import (
@@ -44,6 +43,7 @@ from ..models.detokenizer import (
     unet_sample,
 )
 from ..world import render
+from .distributed import save_directory_on_main
 from .loop import LoopConfig, epoch_batch_indices, train
 from .world_images import (
     Pictures,
@@ -139,7 +139,7 @@ def train_vae(out: Path, recipe: DetokenizerRecipe, progress: bool = True, own: 
     train("detok-vae", vae, loss_fn, recipe.vae, out / "vae_stage", validate if own is None or own_val else None,
           progress)
     set_latent_scale(vae, recipe, draw)
-    save_directory_atomically(out / "vae", vae.save_pretrained)
+    save_directory_on_main(out / "vae", vae.save_pretrained)
     return vae
 
 

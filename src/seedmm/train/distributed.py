@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import atexit
 import os
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
@@ -211,13 +211,22 @@ def current() -> Distributed:
     return _current
 
 
-@contextmanager
-def main_process_first():
-    """For writes outside the loop (data made once, a saved model): rank 0 runs the block first, the
-    other ranks after it finished (e.g. to read what it wrote)."""
-    d = current()
-    if not d.is_main:
-        d.barrier()
-    yield
+def main_process_writes(write: Callable[[], object]) -> None:
+    """A write outside the loop (data made once, a saved model or tokenizer, a report): under torchrun
+    rank 0 runs `write` and every rank waits at a barrier until it is done, so the next line may read
+    what it wrote (stage 1 loads the base model rank 0 saved); one process just writes. Two ranks
+    writing one directory would remove each other's temporary copy (atomic.py)."""
+    from .loop import current_run_config
+
+    d = current().setup(current_run_config().device)  # the group joined now: this may come before the loop
     if d.is_main:
-        d.barrier()
+        write()
+    d.barrier()
+
+
+def save_directory_on_main(directory, write: Callable) -> None:
+    """`atomic.save_directory_atomically` as a recipe's saves outside the loop need it under torchrun:
+    by rank 0, every rank waiting until the directory is in place."""
+    from ..atomic import save_directory_atomically
+
+    main_process_writes(lambda: save_directory_atomically(directory, write))

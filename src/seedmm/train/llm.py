@@ -29,7 +29,6 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import save_directory_atomically
 from ..data.codes import user_code_records, world_code_records
 from ..data.instructions import instruction_corpus
 from ..data.sequences import (
@@ -42,6 +41,7 @@ from ..data.sequences import (
 from ..data.user_training import StageData, stage_text_tokenizer, validation_line
 from ..models.llm import SeedLlama, preset
 from ..models.vocabulary import MultimodalTokenizer, train_text_tokenizer
+from .distributed import main_process_writes, save_directory_on_main
 from .loop import LoopConfig, train
 from .mixture import LORA_TARGETS, Mixture, batch_loss, train_all_but_embedding
 
@@ -120,7 +120,7 @@ def train_base(out: Path, recipe: LlmRecipe, texts: list[str], text_tok, progres
         text_only.save_pretrained(str(directory))
         model.save_pretrained(str(directory))
 
-    save_directory_atomically(out / "base" / "model", save_base)
+    save_directory_on_main(out / "base" / "model", save_base)
     # Stage 1 starts from the saved directory, as from any pretrained LLaMA (and resizing the
     # vocabulary of a model that has run backward trips autograd's cached parameter shapes).
     return LlamaForCausalLM.from_pretrained(str(out / "base" / "model"), dtype=torch.float32), tok
@@ -218,5 +218,6 @@ def train_llm(out: str | Path, tokenizer_dir: str | Path, detokenizer_dir: str |
     target = out / "llm"
     # Stored in fp16 (half the bytes; `from_pretrained` loads fp32), as the SFT adapter: the shipped
     # checkpoints have a 60 MB budget. Every figure of the shipped LLM is measured on what is stored.
-    SeedLlama(model.to(torch.float16), tok).save_with_parts(target, tokenizer_dir, detokenizer_dir)
+    model.to(torch.float16)
+    main_process_writes(lambda: SeedLlama(model, tok).save_with_parts(target, tokenizer_dir, detokenizer_dir))
     return target

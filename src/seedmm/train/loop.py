@@ -99,6 +99,10 @@ def set_run_config(run: RunConfig) -> None:
     _run_config = run
 
 
+def current_run_config() -> RunConfig:
+    return _run_config
+
+
 def _checkpointed_models(model: nn.Module) -> list[nn.Module]:
     """The outermost transformers models under `model` that support gradient checkpointing."""
     found: list[nn.Module] = []

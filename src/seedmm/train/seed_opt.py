@@ -29,7 +29,6 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import save_directory_atomically
 from ..data.codes import user_code_records, world_code_records
 from ..data.sequences import pad_batch
 from ..data.user_training import StageData, stage_text_tokenizer, validation_line
@@ -48,6 +47,7 @@ from ..models.seed_opt import (
     preset,
 )
 from ..models.vocabulary import train_text_tokenizer
+from .distributed import main_process_writes, save_directory_on_main
 from .loop import LoopConfig, train
 from .mixture import Mixture, batch_loss
 
@@ -157,7 +157,7 @@ def train_base(out: Path, recipe: SeedOptRecipe, corpus: dict[str, list], text_t
         text_tok.save_pretrained(str(directory))
         model.save_pretrained(str(directory))
 
-    save_directory_atomically(out / "base" / "model", save_base)
+    save_directory_on_main(out / "base" / "model", save_base)
     # LoRA starts from the saved directory, as from any pretrained OPT
     return OPTForCausalLM.from_pretrained(str(out / "base" / "model"), dtype=torch.float32), tok, config
 
@@ -229,5 +229,6 @@ def train_seed_opt(out: str | Path, tokenizer_dir: str | Path, detokenizer_dir: 
     target = out / "seed-opt"
     # Stored in fp16 (half the bytes; `from_pretrained` loads fp32), as SEED-LLaMA: every figure of the
     # shipped model is measured on what is stored.
-    SeedOpt(model.to(torch.float16), tok, config).save_with_parts(target, tokenizer_dir, detokenizer_dir)
+    model.to(torch.float16)
+    main_process_writes(lambda: SeedOpt(model, tok, config).save_with_parts(target, tokenizer_dir, detokenizer_dir))
     return target

@@ -29,7 +29,6 @@ from pathlib import Path
 import torch
 from transformers import LlamaForCausalLM
 
-from ..atomic import save_directory_atomically
 from ..data import seedx_user
 from ..data.seedx_world import (
     SOURCE,
@@ -46,7 +45,7 @@ from ..models.seedx import SeedX, ShapesVision, llm_config, tiny_config
 from ..models.seedx_agent import SeedXAgent
 from ..models.seedx_layout import SeedXTokenizer, collate, lay_out
 from ..models.vocabulary import train_text_tokenizer
-from .distributed import current
+from .distributed import current, save_directory_on_main
 from .loop import LoopConfig, train
 from .mixture import Mixture
 
@@ -211,6 +210,6 @@ def train_seedx(out: str | Path, stage: str, clip_dir: str | Path, detokenizer_d
     # SEED-X-I, the model users get, is stored in fp16 (half the bytes: the shipped checkpoints share one
     # budget), as SEED-LLaMA is; pretraining's output stays fp32, SFT's exact starting point.
     dtype = torch.float16 if stage == "sft" else None
-    save_directory_atomically(target, lambda d: model.save_pretrained(d, vision_dir=clip_dir,
+    save_directory_on_main(target, lambda d: model.save_pretrained(d, vision_dir=clip_dir,
                                                                       detokenizer_dir=detokenizer_dir, dtype=dtype))
     return target

@@ -36,7 +36,6 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import save_directory_atomically
 from ..data.codes import user_code_records, world_code_records
 from ..data.instructions import (
     BUILDERS,
@@ -54,6 +53,7 @@ from ..data.user_training import StageData, validation_line
 from ..models.llm import SeedLlama
 from ..world import render
 from ..world.scene import Scene
+from .distributed import save_directory_on_main
 from .loop import LoopConfig, train
 from .mixture import LORA_TARGETS, Mixture, batch_loss, train_all_but_embedding
 
@@ -248,7 +248,7 @@ def train_sft(out: str | Path, llm_dir: str | Path, tokenizer_dir: str | Path | 
         llm.tokenizer.save_pretrained(directory)  # with the tokens the SFT added, if any
         (directory / "seedmm.json").write_text(json.dumps({"instruction_tuned": True, "base_model": base}, indent=2) + "\n")
 
-    save_directory_atomically(target, save_adapter)
+    save_directory_on_main(target, save_adapter)
     return target
 
 

@@ -33,7 +33,6 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from ..atomic import save_directory_atomically
 from ..data.user_training import StageData, stage_text_tokenizer
 from ..eval.retrieval import held_out_pairs, retrieval_metrics
 from ..eval.tokenizer import caption_exact_rate
@@ -41,6 +40,7 @@ from ..models.clip import ShapesClip, contrastive_loss
 from ..models.detokenizer import encode_latents
 from ..models.tokenizer import SeedTokenizer, preset
 from ..world import render
+from .distributed import save_directory_on_main
 from .loop import LoopConfig, epoch_batch_indices, train
 from .world_images import (
     Pictures,
@@ -132,7 +132,7 @@ def train_stage0(out: Path, recipe: TokenizerRecipe, progress: bool = True, own:
 
     train("stage0-clip", clip, loss_fn, recipe.stage0, out / "stage0", validate if own is None or own_val else None,
           progress)
-    save_directory_atomically(out / "clip", clip.save_pretrained)
+    save_directory_on_main(out / "clip", clip.save_pretrained)
     return clip
 
 
@@ -210,7 +210,7 @@ def train_stage1(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, progress:
 
     train("stage1-qformer", tok, loss_fn, recipe.stage1, out / "stage1", validate if own is None or own_val else None,
           progress)
-    save_directory_atomically(out / "stage1" / "tokenizer", tok.save_pretrained)
+    save_directory_on_main(out / "stage1" / "tokenizer", tok.save_pretrained)
     return tok
 
 
@@ -353,7 +353,7 @@ def train_stage2(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, tok: Seed
 
     train("stage2-codebook", tok, loss_fn, recipe.stage2, out / "stage2",
           validate if own is None else validate_own if own_val else None, progress)
-    save_directory_atomically(out / "tokenizer", tok.save_pretrained)
+    save_directory_on_main(out / "tokenizer", tok.save_pretrained)
     return tok
 
 
@@ -404,7 +404,7 @@ def train_stage3(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, tok: Seed
         return {"val_prior_read_back": prior_read_back_rate(vae, prior, tok.generation_embedding(val_codes), val_scenes)}
 
     train("stage3-generation", tok, loss_fn, recipe.stage3, out / "stage3", validate, progress)
-    save_directory_atomically(out / "tokenizer", tok.save_pretrained)
+    save_directory_on_main(out / "tokenizer", tok.save_pretrained)
     return tok
 
 

@@ -15,7 +15,6 @@ import torch
 from diffusers import AutoencoderKL
 from torch.nn import functional as F
 
-from ..atomic import save_directory_atomically
 from ..data.user_records import DataError
 from ..data.user_training import StageData, load_pictures
 from ..data.world_samples import make_record
@@ -27,6 +26,7 @@ from ..models.detokenizer import (
 )
 from ..world import render
 from ..world.judge import exact_match, read_scene
+from .distributed import save_directory_on_main
 from .loop import LoopConfig, epoch_batch_indices, train
 
 
@@ -56,7 +56,7 @@ def save_half(pipe, directory, **save_options) -> None:
     from_pretrained loads it back in fp32 unless told otherwise, which is what a CPU wants (fp16 is
     ~100x slower here). The pipeline in hand stays as it is. `save_options` go to its save_pretrained."""
     half = copy.deepcopy(pipe).to(torch.float16)
-    save_directory_atomically(directory, lambda tmp: half.save_pretrained(tmp, **save_options))
+    save_directory_on_main(directory, lambda tmp: half.save_pretrained(tmp, **save_options))
 
 
 def read_back_rate(scenes, images) -> float:
