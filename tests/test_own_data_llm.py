@@ -23,6 +23,7 @@ from seedmm.cli import main
 from seedmm.data.codes import user_code_records
 from seedmm.data.instructions import USER_BUILDERS, conversation_ids
 from seedmm.data.sequences import build
+from seedmm.data.user_records import TOO_LONG
 from seedmm.data.user_training import read_stage_data, stage_text_tokenizer
 from seedmm.train.checkpoint import latest_checkpoint
 
@@ -145,11 +146,17 @@ def test_sft_refuses_an_llm_that_cannot_spell_the_data(sets, tmp_path, capsys):
 
 
 def test_seed_opt_on_own_pairs_reloads_and_captions(sets, photo_root, tmp_path, capsys):
+    """… and a pair longer than the tiny OPT's 512 learnt positions is skipped and reported, not a crash
+    at the first batch that draws it (nor counted among the good records it did not train on)."""
     out = tmp_path / "seed-opt"
-    assert main(["train", "seed-opt", "--out", str(out), "--data", sets["pairs"], "--steps", "30", *SHORT]) == 0
+    long_pair = photo_root / "own-llm-long-pair.jsonl"
+    write_jsonl(long_pair, [{"image": PHOTOS["coffee"][0], "caption": " ".join(["espresso"] * 600)}])
+    assert main(["train", "seed-opt", "--out", str(out), "--data", sets["pairs"], "--data", str(long_pair),
+                 "--steps", "30", *SHORT]) == 0
     for stage in ("base", "stage1", "stage2"):
         assert_falls(out / stage, 30)
-    assert_bad_records_reported(out, capsys.readouterr().out, sets["bad"]["pairs"], sets["good"]["pairs"])
+    assert_bad_records_reported(out, capsys.readouterr().out, [*sets["bad"]["pairs"], ("long pair", TOO_LONG)],
+                                sets["good"]["pairs"])
     from seedmm.models.seed_opt import SeedOpt
 
     text = SeedOpt.from_pretrained(out / "seed-opt").tokenizer.text  # the data's byte-level BPE: spells anything

@@ -32,6 +32,7 @@ from seedmm.data.user_records import (
     EMPTY_TEXT,
     INVERTED,
     MISSING,
+    TOO_LONG,
     UNREADABLE,
     DataError,
 )
@@ -258,3 +259,23 @@ def test_byte_level_bpe_round_trips_any_text(root, tmp_path):
         load_text_tokenizer(tmp_path / "junk")
     with pytest.raises(DataError, match="no texts"):
         train_text_bpe(["", "  "], tmp_path / "empty")
+
+
+def test_a_record_refused_after_reading_leaves_the_good_count_and_is_counted_once(root):
+    """A stage that refuses a read record (its picture gone bad, its sequence too long) moves it from
+    the good count to the bad one, once however many steps refuse it."""
+    from seedmm.data.codes import fitting_records
+    from seedmm.data.user_training import read_stage_data
+
+    path = root / "refused-pairs.jsonl"
+    write_jsonl(path, pairs())
+    data = read_stage_data("seed-opt", [path])
+    good, bad = data.count(), data.bad.total
+    first = data.train["pairs"][0]
+    records = {"train": {"pairs": [{"key": r.key, "n": len(r.caption)} for r in data.train["pairs"]]}}
+    for _ in range(2):  # a second look (the val split, a second stage) refuses it again
+        fitting = fitting_records(records, lambda _, r: 600 if r["key"] == first.key else r["n"], 512, data.bad)
+    assert [r["key"] for r in fitting["train"]["pairs"]] == [r.key for r in data.train["pairs"][1:]]
+    assert (data.count(), data.bad.total, data.bad.counts[TOO_LONG]) == (good - 1, bad + 1, 1)
+    with pytest.raises(DataError, match="no pairs record fits the model's context of 512 tokens"):
+        fitting_records(records, lambda _, r: 600, 512, data.bad)

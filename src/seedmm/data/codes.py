@@ -157,6 +157,31 @@ def user_code_records(data, image_tokenizer, batch: int = 64) -> dict[str, dict[
     return out
 
 
+def fitting_records(records: dict[str, dict[str, list[dict]]], length, limit: int, bad) -> dict[str, dict[str, list[dict]]]:
+    """`user_code_records`' records less those whose sequence, `length(kind, record)` tokens as the
+    stage builds it, is longer than the model's context of `limit` positions: each joins `bad` (a cut
+    would lose an image's codes or an answer's end; SEED-OPT's learnt positions stop there). A kind
+    left with no training record is a DataError."""
+    from .user_records import TOO_LONG, DataError
+
+    fitting: dict[str, dict[str, list[dict]]] = {}
+    for split, by_kind in records.items():
+        fitting[split] = {}
+        for kind, recs in by_kind.items():
+            kept = []
+            for record in recs:
+                n = length(kind, record)
+                if n > limit:
+                    bad.add(record["key"], TOO_LONG, f"{n} tokens; the context holds {limit}")
+                else:
+                    kept.append(record)
+            if split == "train" and not kept:
+                raise DataError(f"no {kind} record fits the model's context of {limit} tokens")
+            if kept:
+                fitting[split][kind] = kept
+    return fitting
+
+
 def _code_record(record, codes: list[list[int]]) -> dict:
     from .user_records import Conversation, Document, Edit, Pair
 

@@ -32,6 +32,7 @@ from .seedx_world import Case, conversation, featurize_pictures, plain, target
 from .user_records import (
     IMAGE_PLACEHOLDER,
     OUTSIDE,
+    TOO_LONG,
     BadRecords,
     Conversation,
     DataError,
@@ -52,7 +53,6 @@ STAGE_TASKS = {
 # The question `SeedX.ground` asks of a phrase (the world's grounding questions have the same form).
 GROUND = "where is {phrase}? answer with a box."
 PICTURE_REFUSED = "picture too small or too large"
-TOO_LONG = "longer than the model's context"
 CHUNK = 256  # records whose pictures are decoded at a time
 MAX_UNKNOWN_WORDS = 0.05  # SFT refuses data more of whose words than this its tokenizer spells with <unk>
 

@@ -213,9 +213,12 @@ def detect_format(path: str | os.PathLike) -> str:
                     "(docs/data.md); name it with --format")
 
 
-def iter_records(path: str | os.PathLike, format: str | None = None, bad: BadRecords | None = None) -> Iterator[Record]:
+def iter_records(path: str | os.PathLike, format: str | None = None, bad: BadRecords | None = None,
+                 label: str = "") -> Iterator[Record]:
     """The good records of the data set at `path`, in file order, read as `format` (default: detected);
-    each skipped one goes to `bad`. The path and format are checked at the call, the records as read."""
+    each skipped one goes to `bad`. The path and format are checked at the call, the records as read.
+    A record's key is where it is ("line 12", "shard-0.tar:000042"), after `label` if given (the path,
+    when a run reads several: a key names one record of the run)."""
     from .shards import shard_files
 
     path = Path(path)
@@ -230,14 +233,14 @@ def iter_records(path: str | os.PathLike, format: str | None = None, bad: BadRec
         shards = shard_files(path)
         if not shards:
             raise DataError(f"no .tar shards under {path}")
-        return _tar_pairs(shards, bad)
-    return _jsonl_records(path, _PARSERS[kind], bad)
+        return _tar_pairs(shards, bad, label)
+    return _jsonl_records(path, _PARSERS[kind], bad, label)
 
 
-def _jsonl_records(path: Path, parse, bad: BadRecords) -> Iterator[Record]:
+def _jsonl_records(path: Path, parse, bad: BadRecords, label: str = "") -> Iterator[Record]:
     root = Path(os.path.abspath(path.parent))
     for number, value in _json_lines(path):
-        key = f"line {number}"
+        key = f"{label} line {number}" if label else f"line {number}"
         try:
             if isinstance(value, ValueError):
                 raise BadRecord(MALFORMED, str(value))
@@ -248,16 +251,18 @@ def _jsonl_records(path: Path, parse, bad: BadRecords) -> Iterator[Record]:
         yield record
 
 
-def _tar_pairs(shards: list[Path], bad: BadRecords) -> Iterator[Pair]:
+def _tar_pairs(shards: list[Path], bad: BadRecords, label: str = "") -> Iterator[Pair]:
     import webdataset as wds
 
     for shard in shards:
-        def skip_shard(e: Exception, name=shard.name) -> bool:  # webdataset's handler: True = go on
+        name = f"{label} {shard.name}" if label else shard.name
+
+        def skip_shard(e: Exception, name=name) -> bool:  # webdataset's handler: True = go on
             bad.add(name, BAD_SHARD, f"{type(e).__name__}: {e.args[0] if e.args else ''}")
             return True
 
         for sample in wds.WebDataset(str(shard), shardshuffle=False, empty_check=False, handler=skip_shard):
-            key = f"{shard.name}:{sample['__key__']}"
+            key = f"{name}:{sample['__key__']}"
             try:
                 pair = _tar_pair(sample, key)
             except BadRecord as e:

@@ -30,6 +30,7 @@ OUTSIDE = "box outside the image"
 INVERTED = "inverted or empty box"
 IMAGE_COUNT = "<image> count differs from the images"
 BAD_SHARD = "unreadable shard"
+TOO_LONG = "longer than the model's context"  # found by the stage, once a record is a sequence
 
 
 class DataError(ValueError):
@@ -51,8 +52,12 @@ class BadRecords:
     keep: int = 10
     counts: Counter = field(default_factory=Counter)
     first: list[tuple[str, str, str]] = field(default_factory=list)
+    keys: set[str] = field(default_factory=set)  # of every skipped record
 
     def add(self, where: str, reason: str, detail: str = "") -> None:
+        if where in self.keys:  # refused again by a later step (its pictures loaded twice): counted once
+            return
+        self.keys.add(where)
         self.counts[reason] += 1
         if len(self.first) < self.keep:
             self.first.append((where, reason, detail))

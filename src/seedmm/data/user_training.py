@@ -53,7 +53,9 @@ class StageData:
         return [text for records in self.train.values() for record in records for text in record.texts]
 
     def count(self) -> int:
-        return sum(map(len, self.train.values())) + sum(map(len, self.val.values()))
+        """The good records: those read, less those a stage refused after reading (an image gone bad,
+        a sequence longer than the model's context), which stay in `train` / `val` but joined `bad`."""
+        return sum(r.key not in self.bad.keys for records in (*self.train.values(), *self.val.values()) for r in records)
 
 
 def read_stage_data(stage: str, paths: Sequence[str | os.PathLike], format: str | None = None,
@@ -70,7 +72,7 @@ def read_stage_data(stage: str, paths: Sequence[str | os.PathLike], format: str 
         kind = format or detect_format(path)
         if kind not in takes:
             raise DataError(f"seedmm train {stage} learns from {' and '.join(takes)} (docs/data.md); {path} holds {kind}")
-        records = list(iter_records(path, kind, bad))
+        records = list(iter_records(path, kind, bad, str(path) if len(paths) > 1 else ""))
         held = val_every if len(records) >= 2 * val_every else 0
         train.setdefault(kind, []).extend(r for i, r in enumerate(records) if not held or i % held != held - 1)
         val.setdefault(kind, []).extend(r for i, r in enumerate(records) if held and i % held == held - 1)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from ..data.codes import user_code_records, world_code_records
+from ..data.codes import fitting_records, user_code_records, world_code_records
 from ..data.instructions import instruction_corpus
 from ..data.sequences import (
     build,
@@ -205,6 +205,10 @@ def train_llm(out: str | Path, tokenizer_dir: str | Path, detokenizer_dir: str |
         records = user_records(data, image_tokenizer)
         texts = texts_later = data.texts()
         text_tok = stage_text_tokenizer(data, out, text_tokenizer)
+        shape = preset(recipe.preset)
+        measure = MultimodalTokenizer(copy.deepcopy(text_tok), shape.num_image_codes)  # the wrapper adds tokens to what it wraps
+        records = fitting_records(records, lambda kind, r: len(build(kind, measure, {kind: [r]}, [], 0, random.Random(0))),
+                                  shape.max_positions, data.bad)
         weights = {kind: w for kind, w in recipe.user_mixture.items() if kind == "text" or kind in records["train"]}
         if progress:
             print(f"llm: {validation_line(data)}")

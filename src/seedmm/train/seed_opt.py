@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from ..data.codes import user_code_records, world_code_records
+from ..data.codes import fitting_records, user_code_records, world_code_records
 from ..data.sequences import pad_batch
 from ..data.user_training import StageData, stage_text_tokenizer, validation_line
 from ..data.world_samples import make_record
@@ -214,10 +214,14 @@ def train_seed_opt(out: str | Path, tokenizer_dir: str | Path, detokenizer_dir: 
         image_tokenizer = None
     else:
         image_tokenizer = SeedTokenizer.from_pretrained(tokenizer_dir)
-        coded = user_code_records(data, image_tokenizer)
+        text_tok = stage_text_tokenizer(data, out, text_tokenizer)
+        shape = preset(recipe.preset)
+        measure = SeedOptTokenizer(text_tok, len(text_tok))
+        coded = fitting_records(user_code_records(data, image_tokenizer), lambda _, r: max(
+            len(measure.caption_pair(r["codes"][0], r["caption"])[0]), len(measure.image_pair(r["caption"], r["codes"][0])[0])),
+            shape.max_positions, data.bad)
         records = {split: coded[split].get("pairs", []) for split in ("train", "val")}
         corpus = base_corpus(records["train"], replace(recipe, reading_records=0))  # reading documents are the world's
-        text_tok = stage_text_tokenizer(data, out, text_tokenizer)
         if progress:
             print(f"seed-opt: {validation_line(data)}")
     opt, tok, config = train_base(out, recipe, corpus, text_tok, progress)

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from ..data.codes import user_code_records, world_code_records
+from ..data.codes import fitting_records, user_code_records, world_code_records
 from ..data.instructions import (
     BUILDERS,
     SOURCE,
@@ -193,8 +193,11 @@ def train_sft(out: str | Path, llm_dir: str | Path, tokenizer_dir: str | Path | 
                                      progress)
     else:
         refuse_unspelled(llm.tokenizer.text, data.texts(), llm_dir)
-        records = user_code_records(data, image_tokenizer)
         builders, source = USER_BUILDERS, USER_SOURCE
+        task_of = {fmt: task for task, fmt in source.items()}
+        records = fitting_records(user_code_records(data, image_tokenizer),
+                                  lambda fmt, r: len(conversation_ids(llm.tokenizer, builders[task_of[fmt]](r, random.Random(0)))[0]),
+                                  llm.model.config.max_position_embeddings, data.bad)
         weights = {kind: w for kind, w in USER_TASK_WEIGHTS.items() if source[kind] in records["train"]}
         recipe = replace(recipe, weights=weights, vqa_first_steps=0, kept_object_weight=1.0)  # VQA, canvas: the world's
         if progress:
