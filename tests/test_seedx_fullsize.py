@@ -192,7 +192,8 @@ def test_vit_converter_reports_unknown_missing_and_misshapen_keys(official_vit):
 
 # ------------------------------------------------------------------ `seedmm convert seed-x` end to end
 
-AGENT = SeedXAgentConfig(llm_hidden=64, vit_dim=TINY.output_dim, num_queries=4, input_heads=4, output_heads=4)
+# The tiny ViT gives 4 tokens, regressed one for one (pool 1; officially 256 tokens pooled ×4 into 64).
+AGENT = SeedXAgentConfig(llm_hidden=64, vit_dim=TINY.output_dim, num_queries=4, input_heads=4, output_heads=4, pool=1)
 
 
 def tiny_llm_dir(directory):
@@ -220,8 +221,44 @@ def run_cli(*args):
                           capture_output=True, text=True, timeout=120, check=False)
 
 
+SDXL_PICTURE = 32  # the reduced SDXL-style pipeline's pictures: UNet latents 16 × 16, VAE ×2
+
+
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory, official_vit):
+def sdxl_detokenizers(tmp_path_factory):
+    """A reduced SDXL-base directory (an RGB VAE, SDXL's Euler scheduler config) and official-format
+    SDXLAdapter checkpoints of both stages over the agent's 48-d features, converted with --sdxl."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler
+
+    from seedmm.cli import main
+    from seedmm.models.seedx_detokenizer import (
+        new_resampler,
+        new_sdxl_style_unet,
+        widen_conv_in,
+    )
+
+    root = tmp_path_factory.mktemp("sdxl")
+    torch.manual_seed(5)
+    AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16), layers_per_block=1,
+                  norm_num_groups=8, down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                  sample_size=SDXL_PICTURE).save_pretrained(root / "sdxl" / "vae")
+    EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
+                           timestep_spacing="leading").save_pretrained(root / "sdxl" / "scheduler")
+    resampler = new_resampler("shapes-tiny", embedding_dim=AGENT.vit_dim)
+    unet = new_sdxl_style_unet("shapes-tiny", resampler)
+    for stage in (1, 2):
+        if stage == 2:
+            unet = widen_conv_in(unet, 4)
+        official = {**{f"resampler.{k}": v for k, v in resampler.state_dict().items()},
+                    **{f"unet.{k}": v for k, v in unet.state_dict().items()}}
+        torch.save(official, root / f"stage{stage}.bin")
+        assert main(["convert", "seedx-detokenizer", "--stage", str(stage), "--from", str(root / f"stage{stage}.bin"),
+                     "--sdxl", str(root / "sdxl"), "--to", str(root / "detokenizer" / f"stage{stage}")]) == 0
+    return root
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory, official_vit, sdxl_detokenizers):
     src = tmp_path_factory.mktemp("official")
     llm_state = tiny_llm_dir(src / "llm")
     torch.manual_seed(3)
@@ -232,14 +269,14 @@ def converted(tmp_path_factory, official_vit):
     torch.save({**official, **agent_state}, src / "pytorch_model.bin")
     torch.save(official_vit, src / "qwen_vit.pt")
     (src / "settings.json").write_text(json.dumps({"vision": TINY.to_dict(),
-                                                   "agent": {"input_heads": 4, "output_heads": 4}}))
+                                                   "agent": {"input_heads": 4, "output_heads": 4, "pool": 1}}))
     out = src / "converted"
     run = run_cli("--agent", src / "pytorch_model.bin", "--vit", src / "qwen_vit.pt", "--llm", src / "llm",
-                  "--config", src / "settings.json", "--to", out)
+                  "--config", src / "settings.json", "--detokenizer", sdxl_detokenizers / "detokenizer", "--to", out)
     return {"run": run, "out": out, "src": src, "llm": llm_state, "agent": agent_state}
 
 
-def test_convert_seed_x_writes_a_loadable_directory(converted):
+def test_convert_seed_x_writes_a_loadable_directory(converted, sdxl_detokenizers):
     run, out = converted["run"], converted["out"]
     assert run.returncode == 0, run.stderr
     assert "ignored: RoPE frequencies" in run.stdout
@@ -248,6 +285,7 @@ def test_convert_seed_x_writes_a_loadable_directory(converted):
     assert manifest["base_resolution"] == TINY.image_size
     assert manifest["grids"] == ["1x1", "1x2", "1x3", "2x1", "3x1", "1x4", "4x1", "2x2"]
     assert manifest["agent"] == AGENT.to_dict()
+    assert (out / manifest["detokenizer"]).resolve() == (sdxl_detokenizers / "detokenizer").resolve()
 
 
 def test_converted_llm_is_a_vanilla_transformers_model(converted):
@@ -321,3 +359,54 @@ def test_convert_seed_x_refuses_unknown_missing_and_misshapen_tensors(converted)
         with pytest.raises(ConversionError, match=says):
             convert_seedx(src / f"{name}.bin", src / "qwen_vit.pt", src / "llm", src / name, TINY, heads)
         assert not (src / name).exists()
+
+
+def test_converted_seed_x_draws_and_edits_through_sdxl_style_detokenizers(converted):
+    """What the converter wrote draws (stage 1) and edits (stage 2) RGB pictures at the pipeline's size,
+    sampled as diffusers samples SDXL: Euler's σ-scaled start noise and scaled model input, guidance
+    7.5 against the features of the Qwen ViT's mean-colour picture; a source is read as the official
+    edit pipeline reads it, the VAE's unscaled latent mean."""
+    from diffusers.image_processor import VaeImageProcessor
+    from PIL import Image
+
+    from seedmm.models.seedx import SeedX
+    from seedmm.models.seedx_detokenizer import GUIDANCE
+
+    model = SeedX.from_pretrained(converted["out"])
+    features = torch.randn(1, AGENT.num_queries, AGENT.vit_dim, generator=torch.Generator().manual_seed(0))
+    source = Image.new("RGB", (40, 24), (200, 30, 30))
+    (drawn,) = model.draw([features[0]], steps=3)
+    (edited,) = model.draw([features[0]], [source], steps=3)
+    assert drawn.size == edited.size == (SDXL_PICTURE, SDXL_PICTURE) and drawn.mode == edited.mode == "RGB"
+
+    stage1, stage2 = model.detokenizer(1), model.detokenizer(2)
+    assert type(stage1.scheduler).__name__ == "EulerDiscreteScheduler" and stage1.rgb
+    negative = model.vision.mean_colour_tokens()
+    assert negative.shape == (1, TINY.pool_grid ** 2, TINY.output_dim)
+    scale = GUIDANCE["seed-x"][0]
+    ours = stage1(features, negative_features=negative, guidance_scale=scale, num_inference_steps=3,
+                  output_type="latent", generator=torch.Generator().manual_seed(1)).images
+    scheduler = stage1.scheduler
+    scheduler.set_timesteps(3)
+    latents = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(1)) * scheduler.init_noise_sigma
+    cond = stage1.unet_conditioning(torch.cat([negative, features]))
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            uncond, text = stage1.unet(scheduler.scale_model_input(torch.cat([latents] * 2), t), t, **cond).sample.chunk(2)
+            latents = scheduler.step(uncond + scale * (text - uncond), t, latents).prev_sample
+    torch.testing.assert_close(ours, latents, atol=1e-5, rtol=1e-5)
+
+    pixels = VaeImageProcessor().preprocess([source], height=SDXL_PICTURE, width=SDXL_PICTURE)
+    with torch.no_grad():
+        expected = stage2.vae.encode(pixels).latent_dist.mode()
+    torch.testing.assert_close(stage2.source_latents([source]), expected)
+
+
+def test_detokenizer_conversion_refuses_a_directory_without_sdxl_parts(sdxl_detokenizers, tmp_path, capsys):
+    from seedmm.cli import main
+
+    code = main(["convert", "seedx-detokenizer", "--stage", "1", "--from", str(sdxl_detokenizers / "stage1.bin"),
+                 "--sdxl", str(tmp_path), "--to", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "not an SDXL directory (it needs vae/ and scheduler/)" in err
+    assert not (tmp_path / "out").exists()

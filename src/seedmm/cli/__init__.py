@@ -385,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--llm", help="seed-x: the LLaMA directory (config.json + tokenizer files)")
     cv.add_argument("--config", help="config.json to use instead of the preset (for reduced checkpoints); seed-x: "
                                      "a seedx.json-shaped file with \"vision\" and/or \"agent\" settings")
+    cv.add_argument("--sdxl", help="seedx-detokenizer: the SDXL-base-1.0 directory whose vae/ and scheduler/ "
+                                   "complete the pipeline (without it: resampler/ and unet/ only)")
+    cv.add_argument("--detokenizer", help="seed-x: the converted de-tokenizers (DIR/stage1, DIR/stage2) it draws with")
     cv.add_argument("--to", required=True, help="output directory")
     cv.set_defaults(func=cmd_convert)
 

@@ -35,12 +35,16 @@ def cmd_convert_seedx(args) -> None:
                              "--vit qwen_vit_G.pt --llm DIR --to OUT)")
         if not Path(value).exists():  # before the imports and the tens of GB of loading
             raise UsageError(f"{option} {value}: no such {'directory' if option == '--llm' else 'file'}")
+    detokenizer = Path(args.detokenizer) if args.detokenizer else None
+    if detokenizer is not None and not all((detokenizer / f"stage{s}" / "model_index.json").is_file() for s in (1, 2)):
+        raise UsageError(f"--detokenizer {detokenizer}: expected DIR/stage1 and DIR/stage2 pipelines "
+                         "(seedmm convert seedx-detokenizer --stage N --sdxl SDXL --to DIR/stageN)")
     vit_config, agent_settings = read_settings(args.config)
     from ..models.convert import ConversionError
     from ..models.seedx_convert import convert_seedx
 
     try:
-        report = convert_seedx(args.agent, args.vit, args.llm, args.to, vit_config, agent_settings)
+        report = convert_seedx(args.agent, args.vit, args.llm, args.to, vit_config, agent_settings, detokenizer)
     except ConversionError as e:
         raise UsageError(str(e)) from None
     reasons = sorted(set(report.ignored.values()))

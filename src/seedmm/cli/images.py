@@ -248,8 +248,9 @@ def cmd_eval_seedx_detokenizer(args) -> None:
 
 
 def cmd_convert_seedx_detokenizer(args) -> None:
-    """An official SDXLAdapter checkpoint → OUT/resampler and OUT/unet (diffusers layout)."""
-    from diffusers import UNet2DConditionModel
+    """An official SDXLAdapter checkpoint → OUT/resampler and OUT/unet (diffusers layout); with `--sdxl`
+    a whole pipeline, SDXL's VAE and Euler scheduler beside them, that `SeedX.draw` samples."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
 
     from ..models.convert import ConversionError, load_checkpoint
     from ..models.seedx_detokenizer import (
@@ -262,6 +263,10 @@ def cmd_convert_seedx_detokenizer(args) -> None:
 
     if args.stage is None:
         raise UsageError("seedx-detokenizer: say which stage the file holds with --stage 1|2")
+    sdxl = Path(args.sdxl) if args.sdxl else None
+    if sdxl is not None and not all((sdxl / part / "config.json").is_file() or
+                                    (sdxl / part / "scheduler_config.json").is_file() for part in ("vae", "scheduler")):
+        raise UsageError(f"--sdxl {sdxl}: not an SDXL directory (it needs vae/ and scheduler/)")
     source = Path(args.source)
     try:
         state = load_checkpoint(source)
@@ -276,6 +281,15 @@ def cmd_convert_seedx_detokenizer(args) -> None:
         unet = widen_conv_in(unet, unet_state["conv_in.weight"].shape[1] - unet.config.in_channels)
     unet.load_state_dict(unet_state, strict=True)
     out = Path(args.to)
-    resampler.save_pretrained(out / "resampler")
-    unet.save_pretrained(out / "unet")
-    print(f"converted {source} (stage {args.stage}) → {out}/resampler, {out}/unet")
+    if sdxl is None:
+        resampler.save_pretrained(out / "resampler")
+        unet.save_pretrained(out / "unet")
+        print(f"converted {source} (stage {args.stage}) → {out}/resampler, {out}/unet (add --sdxl DIR for a pipeline)")
+        return
+    from ..atomic import save_directory_atomically
+    from ..models.seedx_detokenizer import SeedXDetokenizerPipeline
+
+    pipe = SeedXDetokenizerPipeline(vae=AutoencoderKL.from_pretrained(sdxl / "vae"), unet=unet, resampler=resampler,
+                                    scheduler=EulerDiscreteScheduler.from_pretrained(sdxl / "scheduler"))
+    save_directory_atomically(out, pipe.save_pretrained)
+    print(f"converted {source} (stage {args.stage}) + {sdxl}'s VAE and scheduler → {out}")

@@ -55,7 +55,8 @@ def encode_latents(vae, images) -> torch.Tensor:
 
 
 def decode_latents(vae, latents: torch.Tensor) -> torch.Tensor:
-    """Scaled latents (what the prior predicts and the UNet denoises) → palette logits."""
+    """Scaled latents (what the prior predicts and the UNet denoises) → what the VAE decodes: palette
+    logits (the palette VAE), pixels in [−1, 1] (an RGB one)."""
     return vae.decode(latents / vae.config.scaling_factor).sample
 
 

@@ -120,3 +120,10 @@ class QwenVision(nn.Module):
         from .images import to_pixel_values
 
         return self.vit(to_pixel_values(images, self.image_size))
+
+    @torch.no_grad()
+    def mean_colour_tokens(self) -> torch.Tensor:
+        """(1, 256, D) at full size: the tokens of the all-zero (normalised) pixel tensor, the official
+        guidance negative."""
+        weight = next(self.vit.parameters())
+        return self.vit(torch.zeros(1, 3, self.image_size, self.image_size, device=weight.device, dtype=weight.dtype))

@@ -103,6 +103,12 @@ class ShapesVision(nn.Module):
     def forward(self, images: list[Image.Image]) -> torch.Tensor:
         return self.clip.visual_encoder(self.clip.pixel_values(images))[:, 1:]
 
+    def mean_colour_tokens(self) -> torch.Tensor:
+        """(1, N, D): the tokens of the all-zero pixel tensor, guidance's negative picture."""
+        from .seedx_detokenizer import mean_colour_features
+
+        return mean_colour_features(self.clip, pool=1)
+
 
 class InputError(ValueError):
     """A picture or request the model cannot take (one line, for the CLI)."""
@@ -192,19 +198,21 @@ class SeedX(nn.Module):
 
     def draw(self, features: list[torch.Tensor], sources: list[Image.Image | None] | None = None,
              steps: int = 25, seed: int = 0) -> list[Image.Image]:
-        """Features → pictures: stage 1, or stage 2 beside a source picture (editing)."""
-        from .detokenizer import encode_latents
-        from .seedx_detokenizer import GUIDANCE, mean_colour_features
+        """Features → pictures: stage 1, or stage 2 beside a source picture (editing). Both guide against
+        the features of the mean-colour picture (the ViT's all-zero input, pooled as the regressed
+        features are), as official and as the de-tokenizers were trained, at the size's guidance
+        (text 7.5, image 1.5 official; measured at the tiny size)."""
+        from .seedx_detokenizer import GUIDANCE, pool_tokens
 
+        text_scale, image_scale = GUIDANCE["shapes-tiny" if isinstance(self.vision, ShapesVision) else "seed-x"]
+        negative = pool_tokens(self.vision.mean_colour_tokens(), self.agent.config.pool)
         sources = sources or [None] * len(features)
         pictures = []
         for f, source in zip(features, sources, strict=True):
             pipe = self.detokenizer(1 if source is None else 2)
-            extra = {} if source is None else {
-                "source_image_latents": encode_latents(pipe.vae, [source.convert("RGB")]),
-                "image_guidance_scale": GUIDANCE["shapes-tiny"][1]}
-            negative = mean_colour_features(self.vision.clip) if source is None else None
-            pictures += pipe(f[None], negative_features=negative, num_inference_steps=steps,
+            extra = {} if source is None else {"source_image_latents": pipe.source_latents([source]),
+                                               "image_guidance_scale": image_scale}
+            pictures += pipe(f[None], negative_features=negative, guidance_scale=text_scale, num_inference_steps=steps,
                              generator=torch.Generator().manual_seed(seed), **extra).images
         return pictures
 

@@ -18,6 +18,7 @@ config says otherwise.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -200,11 +201,14 @@ def _refuse_unless_ok(source: str | Path, report: ConversionReport) -> None:
 
 
 def convert_seedx(agent_path: str | Path, vit_path: str | Path, llm_dir: str | Path, out: str | Path,
-                  vit_config: QwenVitConfig | None = None, agent_settings: dict | None = None) -> ConversionReport:
+                  vit_config: QwenVitConfig | None = None, agent_settings: dict | None = None,
+                  detokenizer_dir: str | Path | None = None) -> ConversionReport:
     """Convert the three official pieces into OUT (written whole, after every check has passed).
 
     `vit_config` defaults to qwen-vit-g; `agent_settings` may set SeedXAgentConfig fields the tensors
-    do not tell (heads, pool, loss scales). Raises ConversionError naming the file at fault.
+    do not tell (heads, pool, loss scales); `detokenizer_dir` (converted stage1/ and stage2/
+    pipelines) is what the model draws with, recorded relative to OUT. Raises ConversionError naming
+    the file at fault.
     """
     agent_path, vit_path, llm_dir, out = Path(agent_path), Path(vit_path), Path(llm_dir), Path(out)
     vit_config = vit_config or preset("qwen-vit-g")
@@ -239,6 +243,14 @@ def convert_seedx(agent_path: str | Path, vit_path: str | Path, llm_dir: str | P
     manifest = {"model": "seed-x", "agent": agent_config.to_dict(),
                 "vision": {"kind": "qwen-vit", **vit_config.to_dict()},
                 "base_resolution": vit_config.image_size, "grids": list(GRIDS)}
+    if detokenizer_dir is not None:
+        detokenizer_dir = Path(detokenizer_dir)
+        for stage in (1, 2):
+            reads = json.loads((detokenizer_dir / f"stage{stage}" / "resampler" / "config.json").read_text())["embedding_dim"]
+            if reads != agent_config.vit_dim:
+                raise ConversionError(f"{detokenizer_dir}/stage{stage}: its resampler reads {reads}-d features, the "
+                                      f"agent regresses {agent_config.vit_dim}-d ones")
+        manifest["detokenizer"] = os.path.relpath(detokenizer_dir.resolve(), out.resolve())
 
     def write(directory: Path) -> None:
         from safetensors.torch import save_file

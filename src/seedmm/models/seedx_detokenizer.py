@@ -21,6 +21,10 @@ Official pieces and where they sit here:
   900 steps, the prior alone 97.7% (docs/seedx.md).
 - Guidance's negative condition: the resampler's output for the features of an all-zero picture
   tensor (the mean colour), as official; the caller passes those features (`negative_features`).
+- Two kinds of autoencoder: the tiny palette VAE (it decodes palette logits, and a stage-2 source is
+  its scaled latent mean, as trained) and an RGB one, SDXL's (pixels in [−1, 1]; a stage-2 source
+  is its latent mean unscaled, as the official edit pipeline takes it). Sampling follows the
+  scheduler's own conventions (`init_noise_sigma`, `scale_model_input` for SDXL's Euler).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from .detokenizer import (
     PRIOR_STRENGTH,
     SpatialConditioner,
     decode_latents,
+    encode_latents,
     logits_to_images,
     prior_start,
 )
@@ -276,12 +281,42 @@ class SeedXDetokenizerPipeline(DiffusionPipeline):
             raise ValueError(f"expected (B, N, {c.embedding_dim}) float ViT features, got {got}")
         return features.to(self.device, self.unet.dtype)
 
+    @property
+    def rgb(self) -> bool:
+        """An RGB autoencoder (SDXL's), not the tiny palette one."""
+        return self.vae.config.out_channels == 3
+
+    @property
+    def picture_size(self) -> int:
+        return self.unet.config.sample_size * 2 ** (len(self.vae.config.block_out_channels) - 1)
+
     def unet_conditioning(self, features: torch.Tensor) -> dict:
         """The UNet's keyword inputs for a batch of features — one definition for training and sampling."""
         prompt_embeds, pooled = self.resampler(features)
-        size = self.unet.config.sample_size * 2 ** (len(self.vae.config.block_out_channels) - 1)
-        time_ids = micro_conditioning_time_ids(len(features), size).to(pooled)
+        time_ids = micro_conditioning_time_ids(len(features), self.picture_size).to(pooled)
         return {"encoder_hidden_states": prompt_embeds, "added_cond_kwargs": {"text_embeds": pooled, "time_ids": time_ids}}
+
+    @torch.no_grad()
+    def source_latents(self, pictures: list) -> torch.Tensor:
+        """What stage 2 reads beside the noisy latent: the source pictures' latents. The palette VAE's are
+        scaled (as the tiny stage 2 was trained); an RGB VAE's are the latent mean at the picture size,
+        unscaled, as the official edit pipeline passes them (`latent_dist.mode()`, no scaling factor)."""
+        if not self.rgb:
+            return encode_latents(self.vae, pictures)
+        from diffusers.image_processor import VaeImageProcessor
+
+        size = self.picture_size
+        pixels = VaeImageProcessor().preprocess([p.convert("RGB") for p in pictures], height=size, width=size)
+        return self.vae.encode(pixels.to(self.device, self.vae.dtype)).latent_dist.mode()
+
+    def pictures(self, latents: torch.Tensor, output_type: str = "pil"):
+        """Scaled latents → PIL pictures, or `output_type` "logits" (palette VAE) / "pt" (RGB VAE, [0, 1])."""
+        decoded = decode_latents(self.vae, latents)
+        if not self.rgb:
+            return decoded if output_type == "logits" else logits_to_images(decoded)
+        from diffusers.image_processor import VaeImageProcessor
+
+        return VaeImageProcessor().postprocess(decoded, output_type="pt" if output_type == "pt" else "pil")
 
     def prior_estimate(self, features: torch.Tensor) -> torch.Tensor:
         """The latent prior's estimate of the clean latent: an MLP over all the (pooled) feature tokens."""
@@ -298,7 +333,7 @@ class SeedXDetokenizerPipeline(DiffusionPipeline):
         `source_image_latents`: the source picture's scaled latents (stage 2 only, required there).
         `strength` < 1 starts from the latent prior's estimate noised to that level (img2img);
         default PRIOR_STRENGTH with a prior, else 1 (pure noise, as official).
-        `output_type`: "pil", "latent" or "logits" (palette logits, shapes-tiny)."""
+        `output_type`: "pil", "latent", "logits" (palette logits, shapes-tiny) or "pt" (RGB VAE)."""
         features = self.check_features(vit_features)
         if strength is None:
             strength = 1.0 if self.latent_prior is None else PRIOR_STRENGTH
@@ -330,23 +365,23 @@ class SeedXDetokenizerPipeline(DiffusionPipeline):
             source_in = torch.cat([source, source, torch.zeros_like(source)]) if guided else source
         estimate = self.prior_estimate(features) if strength < 1 else None
         timesteps, latents = prior_start(self.scheduler, num_inference_steps, strength, estimate, latents)
+        if strength >= 1 and hasattr(self.scheduler, "init_noise_sigma"):  # Euler's noise is σ_max-scaled
+            latents = latents * self.scheduler.init_noise_sigma
         for t in self.progress_bar(timesteps):
             copies = (2 if self.stage == 1 else 3) if guided else 1
             sample = torch.cat([latents] * copies)
+            if hasattr(self.scheduler, "scale_model_input"):  # Euler: x / sqrt(σ² + 1); flow matching: none
+                sample = self.scheduler.scale_model_input(sample, t)
             if self.stage == 2:
                 sample = torch.cat([sample, source_in], dim=1)
-            velocity = self.unet(sample, t, **cond).sample
+            prediction = self.unet(sample, t, **cond).sample  # velocity (flow matching) or noise (SDXL's Euler)
             if guided and self.stage == 1:
-                uncond, conditional = velocity.chunk(2)
-                velocity = uncond + guidance_scale * (conditional - uncond)
+                uncond, conditional = prediction.chunk(2)
+                prediction = uncond + guidance_scale * (conditional - uncond)
             elif guided:
-                velocity = instruct_pix2pix_guidance(*velocity.chunk(3), guidance_scale, image_guidance_scale)
-            latents = self.scheduler.step(velocity, t, latents).prev_sample
-        if output_type == "latent":
-            images = latents
-        else:
-            logits = decode_latents(self.vae, latents)
-            images = logits if output_type == "logits" else logits_to_images(logits)
+                prediction = instruct_pix2pix_guidance(*prediction.chunk(3), guidance_scale, image_guidance_scale)
+            latents = self.scheduler.step(prediction, t, latents).prev_sample
+        images = latents if output_type == "latent" else self.pictures(latents, output_type)
         return ImagePipelineOutput(images=images) if return_dict else (images,)
 
 
