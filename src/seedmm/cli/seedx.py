@@ -79,8 +79,9 @@ def cmd_ask_seedx(args) -> None:
     from ..models.seedx import boxes_of
 
     model = load_seedx(args)
-    answer = answering(lambda: model.ask([args.image], [args.question])[0])
-    boxes = answering(lambda: boxes_of(answer, model_picture(model, args.image)))
+    picture = answering(lambda: model_picture(model, args.image))  # read once: the answer, then its boxes in pixels
+    answer = answering(lambda: model.ask([picture], [args.question])[0])
+    boxes = answering(lambda: boxes_of(answer, picture))
     emit(args, {"image": args.image, "question": args.question, "answer": answer, "boxes": boxes}, answer)
 
 
@@ -94,11 +95,12 @@ def cmd_ground(args) -> None:
     from ..models.seedx import draw_boxes
 
     model = load_seedx(args)
-    text, boxes = answering(lambda: model.ground([args.image], [args.phrase])[0])
+    picture = answering(lambda: model_picture(model, args.image))
+    text, boxes = answering(lambda: model.ground([picture], [args.phrase])[0])
     if args.output:
         out = Path(args.output)
         out.parent.mkdir(parents=True, exist_ok=True)
-        draw_boxes(model_picture(model, args.image), boxes).save(out)
+        draw_boxes(picture, boxes).save(out)
     record = {"image": args.image, "phrase": args.phrase, "boxes": boxes, "text": text,
               **({"output": args.output} if args.output else {})}
     emit(args, record, " ".join(f"[{', '.join(f'{v:g}' for v in b)}]" for b in boxes) or f"no box in {text!r}")
