@@ -264,8 +264,8 @@ def cmd_convert_seedx_detokenizer(args) -> None:
     if args.stage is None:
         raise UsageError("seedx-detokenizer: say which stage the file holds with --stage 1|2")
     sdxl = Path(args.sdxl) if args.sdxl else None
-    if sdxl is not None and not all((sdxl / part / "config.json").is_file() or
-                                    (sdxl / part / "scheduler_config.json").is_file() for part in ("vae", "scheduler")):
+    if sdxl is not None and not ((sdxl / "vae" / "config.json").is_file() and
+                                 (sdxl / "scheduler" / "scheduler_config.json").is_file()):
         raise UsageError(f"--sdxl {sdxl}: not an SDXL directory (it needs vae/ and scheduler/)")
     source = Path(args.source)
     try:

@@ -143,6 +143,7 @@ class SeedX(nn.Module):
         self.config, self.llm, self.agent, self.tokenizer, self.vision = config, llm, agent, tokenizer, vision
         self.directory = directory
         self._detokenizers: dict[int, object] = {}
+        self._negative: torch.Tensor | None = None  # guidance's negative features: one ViT pass, kept
 
     # ------------------------------------------------------------ pictures in
     def views(self, image: Image.Image) -> ViewsIn:
@@ -205,7 +206,9 @@ class SeedX(nn.Module):
         from .seedx_detokenizer import GUIDANCE, pool_tokens
 
         text_scale, image_scale = GUIDANCE["shapes-tiny" if isinstance(self.vision, ShapesVision) else "seed-x"]
-        negative = pool_tokens(self.vision.mean_colour_tokens(), self.agent.config.pool)
+        if self._negative is None:
+            self._negative = pool_tokens(self.vision.mean_colour_tokens(), self.agent.config.pool)
+        negative = self._negative
         sources = sources or [None] * len(features)
         pictures = []
         for f, source in zip(features, sources, strict=True):
