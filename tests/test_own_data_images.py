@@ -86,6 +86,24 @@ def test_tokenizer_learns_own_pairs_and_its_clip_reads_their_captions_whole(toke
     assert codes.shape == (2, 32) and 0 <= int(codes.min()) and int(codes.max()) < tokenizer.config.num_codes
 
 
+def test_tokenizer_speaks_a_given_text_tokenizer(own, photo_root, tmp_path):
+    """`--text-tokenizer DIR`: stage 0's text tower uses that tokenizer as it is; no BPE is learnt."""
+    from seedmm.data.text_tokenizer import train_text_bpe
+    from seedmm.models.clip import ShapesClip
+
+    given = train_text_bpe([caption for _, caption in PHOTOS.values()] * 3, tmp_path / "given", vocab_size=300)
+    out = tmp_path / "run"
+    train("tokenizer", out, own["pairs"], extra=("--stages", "0", "--text-tokenizer", str(tmp_path / "given")))
+    assert_learns(out / "stage0")
+    assert not (out / "text_tokenizer").exists()
+    clip = ShapesClip.from_pretrained(out / "clip")
+    vocab = clip.text_tokenizer.get_vocab()
+    assert given.get_vocab().items() <= vocab.items() and len(vocab) == len(given) + 2  # and its <bos>, <eos>
+    caption = PHOTOS["astronaut"][1]
+    ids = given(caption, add_special_tokens=False)["input_ids"]
+    assert clip.tokenize([caption])[0].tolist()[1:1 + len(ids)] == ids  # after <bos>: the given tokenizer's ids
+
+
 def test_detokenizer_learns_own_pairs_over_the_tokenizers_clip(tokenizer_run, own, photo_root, tmp_path):
     from seedmm.models.clip import ShapesClip
     from seedmm.models.detokenizer import SeedDetokenizerPipeline

@@ -127,7 +127,7 @@ def test_llm_run_reports_a_tenth_of_bad_pairs_exactly(sets, llm_run):
 def test_sft_on_own_conversations_and_edits_then_ask(sets, llm_run, photo_root, tmp_path, capsys):
     out = tmp_path / "sft"
     assert main(["train", "sft", "--llm", str(llm_run / "llm"), "--out", str(out), "--data", sets["conversations"],
-                 "--data", sets["edits"], "--mixture-steps", "30", *SHORT]) == 0
+                 "--data", sets["edits"], "--steps", "30", *SHORT]) == 0
     assert_falls(out / "sft", 30)
     assert not (out / "sft-vqa").exists()  # the VQA-first stage is the world's
     assert_bad_records_reported(out, capsys.readouterr().out, sets["bad"]["conversations"],

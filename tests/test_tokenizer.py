@@ -83,24 +83,25 @@ def test_save_and_load_round_trip(tiny, tmp_path):
 def test_training_resumes_exactly_after_a_kill(tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
-    import seedmm.train.tokenizer as stages
+    import seedmm.train.clip as stage0
     from seedmm.train.loop import LoopConfig
+    from seedmm.train.tokenizer import TokenizerRecipe
 
-    recipe = stages.TokenizerRecipe(batch0=8, stage0=LoopConfig(steps=4, warmup=1, eval_every=100, save_every=2))
-    stages.train_stage0(tmp_path / "straight", recipe, progress=False)
+    recipe = TokenizerRecipe(batch0=8, stage0=LoopConfig(steps=4, warmup=1, eval_every=100, save_every=2))
+    stage0.train_clip(tmp_path / "straight", recipe, progress=False)
 
-    real_batch = stages.world_batch
+    real_batch = stage0.world_batch
 
     def killed_at_step_3(seed, step, *args):
         if step == 3:
             raise KeyboardInterrupt
         return real_batch(seed, step, *args)
 
-    monkeypatch.setattr(stages, "world_batch", killed_at_step_3)
+    monkeypatch.setattr(stage0, "world_batch", killed_at_step_3)
     with pytest.raises(KeyboardInterrupt):
-        stages.train_stage0(tmp_path / "resumed", recipe, progress=False)
-    monkeypatch.setattr(stages, "world_batch", real_batch)
-    stages.train_stage0(tmp_path / "resumed", recipe, progress=False)  # picks up at the step-2 checkpoint
+        stage0.train_clip(tmp_path / "resumed", recipe, progress=False)
+    monkeypatch.setattr(stage0, "world_batch", real_batch)
+    stage0.train_clip(tmp_path / "resumed", recipe, progress=False)  # picks up at the step-2 checkpoint
     a = load_file(str(tmp_path / "straight" / "clip" / "model.safetensors"))
     b = load_file(str(tmp_path / "resumed" / "clip" / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)

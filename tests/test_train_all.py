@@ -10,7 +10,13 @@ import pytest
 
 from seedmm.checkpoints import REPO_CHECKPOINTS
 from seedmm.cli import build_parser, main
-from seedmm.cli.train_all import RECORDS, stage_commands, trained_parts
+from seedmm.cli.train_all import (
+    RECORDS,
+    recorded_inputs,
+    retrained_parts,
+    stage_commands,
+    trained_parts,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 ORDER = ["tokenizer", "detokenizer", "tokenizer-stage3", "llm", "sft", "seed-opt", "seedx-detokenizer",
@@ -126,3 +132,37 @@ def test_records_of_another_seed_are_refused(tmp_path, capsys):
     (out / RECORDS).write_text(json.dumps([record(name, argv, seed=0)]))
     assert main(["train", "all", "--out", str(out), "--seed", "1", "--only", "tokenizer"]) == 2
     assert "trained with --seed 0, not 1" in capsys.readouterr().err
+
+
+def test_with_shipped_inputs_each_stage_reads_the_shipped_parts_and_only_its_own_run(tmp_path):
+    """`--inputs shipped`: the same recipes, every input from another stage a shipped checkpoint, so any
+    stage runs alone; a stage still continues its own recipe in DIR (stage III, SEED-X-I)."""
+    out = tmp_path / "alone"
+    chained = dict(stage_commands(out))
+    for name, argv in stage_commands(out, inputs="shipped"):
+        assert recipe_options(argv) == recipe_options(chained[name]), name
+        args = parsed(argv)
+        assert parsed(chained[name]).out == args.out  # the same run directory as in the chain
+        for option in PATH_OPTIONS:
+            value = getattr(args, option, None)
+            if value is not None and option != "out":
+                assert Path(value).resolve().is_relative_to(REPO_CHECKPOINTS), (name, option, value)
+
+
+def test_retrained_parts_are_those_of_the_recorded_stages(tmp_path):
+    out = tmp_path / "alone"
+    out.mkdir()
+    plan = dict(stage_commands(out, inputs="shipped"))
+    (out / RECORDS).write_text(json.dumps([record(name, plan[name]) | {"inputs": "shipped"}
+                                           for name in ("sft", "seedx-pretrain", "seedx-sft")]))
+    assert retrained_parts(out) == {"llm-sft": trained_parts(out)["llm-sft"], "seedx": trained_parts(out)["seedx"]}
+    assert recorded_inputs(out) == "shipped"
+
+
+def test_stages_of_one_inputs_mode_are_not_mixed_with_the_other(tmp_path, capsys):
+    out = tmp_path / "all"
+    out.mkdir()
+    name, argv = stage_commands(out)[0]
+    (out / RECORDS).write_text(json.dumps([record(name, argv)]))  # a chain's record (no "inputs": before the option)
+    assert main(["train", "all", "--out", str(out), "--inputs", "shipped", "--only", "sft"]) == 2
+    assert "records stages trained with --inputs run, not shipped: use another --out" in capsys.readouterr().err

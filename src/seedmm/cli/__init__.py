@@ -264,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--mixed-batches", action="store_true",
                     help="every batch a mix of the tasks, each task's loss weighed by its weight (default: one task "
                          "a batch; better compositions, ~2 min more, docs/seed-llama-i.md)")
-    ts.add_argument("--mixture-steps", type=int, help="steps of the task mixture (default 1000; LoRA 900)")
+    ts.add_argument("--steps", "--mixture-steps", dest="mixture_steps", type=at_least_one,
+                    help="steps of the task mixture, the stage's one loop (default 1000; LoRA 900)")
     ts.add_argument("--batch-tokens", type=at_least_one, help="tokens a batch holds before padding (default 4096)")
     ts.add_argument("--edit-tail-steps", type=int, default=0,
                     help="a last stage of this many steps in which --edit-tail-share of the batches are edits "

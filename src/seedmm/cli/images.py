@@ -280,13 +280,17 @@ def cmd_convert_seedx_detokenizer(args) -> None:
     if args.stage == "2":
         unet = widen_conv_in(unet, unet_state["conv_in.weight"].shape[1] - unet.config.in_channels)
     unet.load_state_dict(unet_state, strict=True)
+    from ..atomic import save_directory_atomically
+
     out = Path(args.to)
     if sdxl is None:
-        resampler.save_pretrained(out / "resampler")
-        unet.save_pretrained(out / "unet")
+        def write(tmp: Path) -> None:
+            resampler.save_pretrained(tmp / "resampler")
+            unet.save_pretrained(tmp / "unet")
+
+        save_directory_atomically(out, write)
         print(f"converted {source} (stage {args.stage}) → {out}/resampler, {out}/unet (add --sdxl DIR for a pipeline)")
         return
-    from ..atomic import save_directory_atomically
     from ..models.seedx_detokenizer import SeedXDetokenizerPipeline
 
     pipe = SeedXDetokenizerPipeline(vae=AutoencoderKL.from_pretrained(sdxl / "vae"), unet=unet, resampler=resampler,

@@ -7,6 +7,11 @@ re-trained counterpart lands (bench/reproduce.py evaluates both). The stages run
 one after the other; each finished one is recorded in DIR/train_all.json (wall and CPU seconds),
 and a recorded stage is skipped when the command runs again, so a killed run continues (the stage
 it was in resumes from its own checkpoints).
+
+`--inputs shipped` points each stage's inputs from other stages at the shipped checkpoints instead:
+every stage then runs alone (`--only sft`), which checks one recipe against its shipped weights in
+that stage's time instead of the whole chain's. A stage still continues its own recipe in DIR
+(stage III after stages 0–II, SEED-X-I after SEED-X's pretraining).
 """
 
 from __future__ import annotations
@@ -39,9 +44,41 @@ def trained_parts(out: str | Path) -> dict[str, Path]:
     }
 
 
-def stage_commands(out: str | Path, seed: int = 0) -> list[tuple[str, list[str]]]:
-    """(stage name, `seedmm` arguments) of every stage, in the order they must run."""
-    out, part = Path(out), {name: str(path) for name, path in trained_parts(out).items()}
+# The parts each stage writes (the rest of trained_parts is some stage's intermediate).
+STAGE_PARTS = {"tokenizer": ("clip", "tokenizer"), "detokenizer": ("detokenizer", "detokenizer-v1"),
+               "tokenizer-stage3": ("tokenizer",), "llm": ("llm",), "sft": ("llm-sft",), "seed-opt": ("seed-opt",),
+               "seedx-detokenizer": ("seedx-detokenizer",), "seedx-sft": ("seedx",)}
+INPUTS = ("run", "shipped")
+
+
+def input_parts(out: Path, inputs: str) -> dict[str, str]:
+    """Part name → the directory a stage reads it from: DIR's (`run`) or the shipped one (`shipped`)."""
+    if inputs not in INPUTS:
+        raise UsageError(f"--inputs takes {' or '.join(INPUTS)}, not {inputs!r}")
+    parts = trained_parts(out)
+    if inputs == "shipped":
+        from ..checkpoints import shipped
+
+        parts = {name: shipped(name) for name in parts}
+    return {name: str(path) for name, path in parts.items()}
+
+
+def retrained_parts(out: str | Path) -> dict[str, Path]:
+    """The parts DIR/train_all.json says were re-trained (part name → where), from the stages it records."""
+    done = {r["stage"] for r in read_records(Path(out))}
+    return {name: path for name, path in trained_parts(out).items()
+            if any(name in STAGE_PARTS.get(stage, ()) for stage in done)}
+
+
+def recorded_inputs(out: str | Path) -> str | None:
+    """Where the recorded stages of DIR read their inputs (`run` or `shipped`; None: nothing recorded)."""
+    return next((r.get("inputs", "run") for r in read_records(Path(out))), None)
+
+
+def stage_commands(out: str | Path, seed: int = 0, inputs: str = "run") -> list[tuple[str, list[str]]]:
+    """(stage name, `seedmm` arguments) of every stage, in the order they must run; `inputs`: where
+    each stage reads the parts other stages make (`run`: DIR, `shipped`: the shipped checkpoints)."""
+    out, part = Path(out), input_parts(Path(out), inputs)
     tiny = ["--preset", "shapes-tiny", "--seed", str(seed)]
 
     def train(stage: str, run_dir: str, *options: str) -> list[str]:
@@ -123,17 +160,26 @@ def run_stage(name: str, argv: list[str]) -> None:
 def cmd_train_all(args) -> None:
     require_tiny_preset(args.preset, "train all reproduces the shipped tiny pipeline")
     out = Path(args.out)
-    plan = stage_commands(out, args.seed)
+    try:
+        plan = stage_commands(out, args.seed, args.inputs)
+    except FileNotFoundError as e:  # --inputs shipped without the shipped checkpoints
+        raise UsageError(str(e)) from None
     chosen = chosen_stages([name for name, _ in plan], args.start, args.only)
     records = {r["stage"]: r for r in read_records(out)}
+    earlier = recorded_inputs(out)
+    if earlier not in (None, args.inputs):
+        raise UsageError(f"{out / RECORDS} records stages trained with --inputs {earlier}, not {args.inputs}: "
+                         "use another --out")
     for name in chosen:
         if name in records and records[name].get("seed", args.seed) != args.seed:
             raise UsageError(f"{out / RECORDS} records stage {name} trained with --seed {records[name]['seed']}, "
                              f"not {args.seed}: use another --out")
     out.mkdir(parents=True, exist_ok=True)
-    # Every input comes from DIR: a default that fell back to a shipped checkpoint fails loudly instead.
+    # Every input comes from where --inputs says: with DIR's, a default that fell back to a shipped
+    # checkpoint fails loudly instead.
     shipped_root = os.environ.get("SEEDMM_CHECKPOINTS")
-    os.environ["SEEDMM_CHECKPOINTS"] = str(out / "no-shipped-checkpoints")
+    if args.inputs == "run":
+        os.environ["SEEDMM_CHECKPOINTS"] = str(out / "no-shipped-checkpoints")
     try:
         for k, (name, argv) in enumerate(plan, 1):
             if name not in chosen:
@@ -146,7 +192,8 @@ def cmd_train_all(args) -> None:
             print(f"{head}: seedmm {shlex.join(argv)}", flush=True)
             wall, cpu = time.perf_counter(), time.process_time()
             run_stage(name, argv)
-            record = {"stage": name, "argv": argv, "seed": args.seed, "seconds": round(time.perf_counter() - wall, 1),
+            record = {"stage": name, "argv": argv, "seed": args.seed, "inputs": args.inputs,
+                      "seconds": round(time.perf_counter() - wall, 1),
                       "cpu_seconds": round(time.process_time() - cpu, 1),
                       "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
             append_record(out, record)
@@ -170,6 +217,9 @@ def add_train_all_parser(stages) -> None:
     p.add_argument("--preset", default="shapes-tiny")
     p.add_argument("--out", required=True, help="the run directory every stage writes into")
     p.add_argument("--seed", type=int, default=0, help="every stage's seed (default 0, the shipped weights')")
+    p.add_argument("--inputs", choices=INPUTS, default="run",
+                   help="where a stage reads what other stages make: run (DIR, the default: the whole chain) or "
+                        "shipped (the shipped checkpoints: any stage alone, e.g. --inputs shipped --only sft)")
     p.add_argument("--from", dest="start", metavar="STAGE", help=f"start at this stage ({names})")
     p.add_argument("--only", metavar="STAGE,...", help="run only these stages (a comma list)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -44,7 +44,7 @@ class Mixture:
     def draw(self, step: int) -> tuple[list[str], list]:
         """Batch `step` unpadded: the kind of each sequence, and the sequences."""
         rng = random.Random(f"{self.name}/{step}")
-        pick = lambda: rng.choices(list(self.weights), weights=list(self.weights.values()))[0]  # noqa: E731
+        pick = lambda: rng.choices(list(self.weights), weights=list(self.weights.values()))[0]
         if not self.mixed:
             kind = pick()
             kinds = [kind] * self.batch[kind]

@@ -1,7 +1,8 @@
 """Training the SEED tokenizer, one function per stage (`seedmm train tokenizer`).
 
     stage 0 (tiny only)  ShapesClip: ViT + text tower trained contrastively, then frozen — the
-                         stand-in for EVA-CLIP / CLIP-H / the caption text encoder.     → OUT/clip/
+                         stand-in for EVA-CLIP / CLIP-H / the caption text encoder
+                         (train/clip.py).                                                  → OUT/clip/
     stage I              causal Q-Former; contrastive loss between the LAST causal query
                          embedding and the caption feature (label smoothing 0.1, learnable
                          temperature) + caption generation from the 32 queries (BLIP-2's ITG,
@@ -40,6 +41,7 @@ from ..models.clip import ShapesClip, contrastive_loss
 from ..models.detokenizer import encode_latents
 from ..models.tokenizer import SeedTokenizer, preset
 from ..world import render
+from .clip import train_clip
 from .distributed import save_directory_on_main
 from .loop import LoopConfig, epoch_batch_indices, train
 from .world_images import (
@@ -48,6 +50,7 @@ from .world_images import (
     held_out_loss,
     own_pairs,
     prior_read_back_rate,
+    validation_pictures,
     world_batch,
 )
 
@@ -97,43 +100,6 @@ class TokenizerRecipe:
     batch3: int = 256
     stage3_scenes: int = 49152
     seed: int = 0
-
-
-def _validation_pairs(n: int = 256):
-    pairs = held_out_pairs(n, split="val")
-    return [render(s) for s, _ in pairs], [c for _, c in pairs]
-
-
-# ---------------------------------------------------------------- stage 0
-
-def train_stage0(out: Path, recipe: TokenizerRecipe, progress: bool = True, own: Pictures | None = None,
-                 own_val: Pictures | None = None, text_tokenizer=None) -> ShapesClip:
-    torch.manual_seed(recipe.seed)
-    clip = ShapesClip.new(text_tokenizer=text_tokenizer)
-    draw = own.batch if own is not None else \
-        lambda seed, step, size: world_batch(seed, step, size, recipe.paraphrase_rate)
-
-    def loss_fn(step: int):
-        images, texts, keys = draw(recipe.seed * 10, step, recipe.batch0)
-        loss = clip.contrastive_loss(clip.pixel_values(images), texts, keys)
-        return loss, {"scale": float(clip.logit_scale.detach().exp())}
-
-    if own is None:
-        val_images, val_texts = _validation_pairs()
-        val_pixels = clip.pixel_values(val_images)
-
-        def validate():
-            m = retrieval_metrics(clip.image_embeds(val_pixels), clip.text_embeds(val_texts))
-            return {"val_i2t_R@1": m["image_to_text"]["R@1"], "val_t2i_R@1": m["text_to_image"]["R@1"]}
-    else:
-        def validate():
-            images, texts, keys = own_val.everything()
-            return held_out_loss(lambda: clip.contrastive_loss(clip.pixel_values(images), texts, keys))
-
-    train("stage0-clip", clip, loss_fn, recipe.stage0, out / "stage0", validate if own is None or own_val else None,
-          progress)
-    save_directory_on_main(out / "clip", clip.save_pretrained)
-    return clip
 
 
 # ---------------------------------------------------------------- stage I
@@ -191,7 +157,7 @@ def train_stage1(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, progress:
         return loss, logs
 
     if own is None:
-        val_images, val_texts = _validation_pairs()
+        val_images, val_texts = validation_pictures(256)
         val_pixels = tok.pixel_values(val_images)
         with torch.no_grad():
             val_text_features = clip.text_features(val_texts)
@@ -266,7 +232,7 @@ def train_stage2(out: Path, recipe: TokenizerRecipe, clip: ShapesClip, tok: Seed
     if cfg.v2_head:
         tok.pos_embed_image.requires_grad_(True)
     if own is None:
-        val_images, val_texts = _validation_pairs()
+        val_images, val_texts = validation_pictures(256)
         val_caption_ids = clip.tokenize(val_texts)
     data = frozen_targets(tok, clip, recipe, frozen_chunks(own, recipe.seed * 10 + 2, recipe.stage2_scenes,
                                                            recipe.paraphrase_rate))
@@ -429,7 +395,7 @@ def train_tokenizer(out: str | Path, recipe: TokenizerRecipe | None = None, stag
         own = {"own": own_pairs(data, "train", size), "own_val": own_pairs(data, "val", size)}
     if "0" in stages:
         words = stage_text_tokenizer(data, out, text_tokenizer) if data is not None else None
-        clip = train_stage0(out, recipe, progress, text_tokenizer=words, **own)
+        clip = train_clip(out, recipe, progress, text_tokenizer=words, **own)
     else:
         clip = ShapesClip.from_pretrained(out / "clip")
     if "1" in stages:

@@ -51,6 +51,12 @@ def validation_pairs(n: int = 128):
     return [s for s, _ in pairs], [c for _, c in pairs]
 
 
+def validation_pictures(n: int = 128):
+    """(pictures, captions) of `validation_pairs`, rendered."""
+    scenes, captions = validation_pairs(n)
+    return [render(s) for s in scenes], captions
+
+
 def save_half(pipe, directory, **save_options) -> None:
     """A pipeline stored in fp16 (half the bytes: the shipped checkpoints share one budget); diffusers'
     from_pretrained loads it back in fp32 unless told otherwise, which is what a CPU wants (fp16 is
