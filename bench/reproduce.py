@@ -31,13 +31,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from seedmm.checkpoints import shipped
 from seedmm.cli import build_parser
 from seedmm.cli.train_all import (
     RECORDS,
     read_records,
     recorded_inputs,
     retrained_parts,
+    shipped_parts,
     stage_commands,
     trained_parts,
 )
@@ -143,10 +143,6 @@ def nothing_shipped(directory: Path):
             os.environ["SEEDMM_CHECKPOINTS"] = before
 
 
-def shipped_parts() -> dict[str, Path]:
-    return {name: shipped(name) for name in trained_parts(".")}
-
-
 def report(directory: Path, evaluations, n_scale: float, ours: dict, theirs: dict) -> dict:
     rows = []
     for evaluation in evaluations:
@@ -182,10 +178,11 @@ def format_report(r: dict) -> str:
     lines += [f"Train time per stage ({r['dir']}/{RECORDS})", f"{'stage':<20} {'minutes':>8} {'CPU-minutes':>12}"]
     for s in r["stages"]:
         lines.append(f"{s['stage']:<20} {s['seconds'] / 60:8.1f} {s['cpu_seconds'] / 60:12.1f}")
-    whole_chain = r["inputs"] == "run" and len(r["stages"]) == len(stage_commands("."))
+    all_stages = len(stage_commands("."))
+    whole_chain = r["inputs"] == "run" and len(r["stages"]) == all_stages
     budget = (f"the issue's budget: {BUDGET_CPU_MINUTES} CPU-minutes: "
               f"{'met' if r['total_cpu_minutes'] <= BUDGET_CPU_MINUTES else 'not met'}" if whole_chain else
-              f"{len(r['stages'])} of {len(stage_commands('.'))} stages; the budget of {BUDGET_CPU_MINUTES} "
+              f"{len(r['stages'])} of {all_stages} stages; the budget of {BUDGET_CPU_MINUTES} "
               "CPU-minutes is for the whole chain")
     lines.append(f"{'all':<20} {r['total_minutes']:8.1f} {r['total_cpu_minutes']:12.1f}   ({budget})")
     return "\n".join(lines)

@@ -51,15 +51,18 @@ STAGE_PARTS = {"tokenizer": ("clip", "tokenizer"), "detokenizer": ("detokenizer"
 INPUTS = ("run", "shipped")
 
 
+def shipped_parts() -> dict[str, Path]:
+    """Part name → its shipped checkpoint, for every part of trained_parts."""
+    from ..checkpoints import shipped
+
+    return {name: shipped(name) for name in trained_parts(".")}
+
+
 def input_parts(out: Path, inputs: str) -> dict[str, str]:
     """Part name → the directory a stage reads it from: DIR's (`run`) or the shipped one (`shipped`)."""
     if inputs not in INPUTS:
         raise UsageError(f"--inputs takes {' or '.join(INPUTS)}, not {inputs!r}")
-    parts = trained_parts(out)
-    if inputs == "shipped":
-        from ..checkpoints import shipped
-
-        parts = {name: shipped(name) for name in parts}
+    parts = shipped_parts() if inputs == "shipped" else trained_parts(out)
     return {name: str(path) for name, path in parts.items()}
 
 
